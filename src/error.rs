@@ -1,0 +1,91 @@
+//! The one error type of request handling: it knows its HTTP status, its message and the
+//! headers that go with it, and becomes a `{"error": "..."}` JSON response.
+
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+    /// Extra headers the status calls for: `Allow` on 405, `Retry-After` on 503...
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(404, message)
+    }
+
+    /// 405, with the `Allow` header listing what the path does accept.
+    pub fn method_not_allowed(method: &str, path: &str, allow: &str) -> ApiError {
+        ApiError::new(
+            405,
+            format!("{method} is not allowed on {path}; use {allow}"),
+        )
+        .with_header("Allow", allow)
+    }
+
+    pub fn payload_too_large(declared: usize, limit: usize) -> ApiError {
+        ApiError::new(
+            413,
+            format!(
+                "request body of {declared} bytes is over the limit of {limit} bytes (--max-body)"
+            ),
+        )
+    }
+
+    /// 503 with `Retry-After`: overloaded, draining or not ready. Clients should retry.
+    pub fn unavailable(message: impl Into<String>, retry_after_seconds: u32) -> ApiError {
+        ApiError::new(503, message).with_header("Retry-After", retry_after_seconds.to_string())
+    }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(500, message)
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> ApiError {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The JSON body: `{"error": "..."}`.
+    pub fn body(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.message.len() + 16);
+        out.extend_from_slice(b"{\"error\":");
+        crate::tensor::json::write_json_string(&mut out, &self.message);
+        out.push(b'}');
+        out
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_is_json_with_the_message_escaped() {
+        let e = ApiError::bad_request("input 'x': \"quoted\"\n");
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(v["error"], "input 'x': \"quoted\"\n");
+    }
+}

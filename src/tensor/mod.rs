@@ -1,0 +1,185 @@
+//! Datatypes and the host-side tensor that travels between the wire formats and the model.
+//!
+//! Nothing here knows tract: `model.rs` converts these tensors to and from the engine's own.
+
+pub mod json;
+
+use half::f16;
+use std::fmt;
+
+/// The datatypes a model input or output can have, named as the Open Inference Protocol
+/// (KServe V2 / Triton) names them on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DataType {
+    Bool,
+    Uint8,
+    Uint16,
+    Uint32,
+    Uint64,
+    Int8,
+    Int16,
+    Int32,
+    Int64,
+    Fp16,
+    Fp32,
+    Fp64,
+    /// Variable-length strings (tract's `String`; ONNX `STRING`).
+    Bytes,
+}
+
+impl DataType {
+    pub const ALL: [DataType; 13] = [
+        DataType::Bool,
+        DataType::Uint8,
+        DataType::Uint16,
+        DataType::Uint32,
+        DataType::Uint64,
+        DataType::Int8,
+        DataType::Int16,
+        DataType::Int32,
+        DataType::Int64,
+        DataType::Fp16,
+        DataType::Fp32,
+        DataType::Fp64,
+        DataType::Bytes,
+    ];
+
+    /// The protocol name: `"FP32"`, `"INT64"`, `"BYTES"`...
+    pub fn name(self) -> &'static str {
+        match self {
+            DataType::Bool => "BOOL",
+            DataType::Uint8 => "UINT8",
+            DataType::Uint16 => "UINT16",
+            DataType::Uint32 => "UINT32",
+            DataType::Uint64 => "UINT64",
+            DataType::Int8 => "INT8",
+            DataType::Int16 => "INT16",
+            DataType::Int32 => "INT32",
+            DataType::Int64 => "INT64",
+            DataType::Fp16 => "FP16",
+            DataType::Fp32 => "FP32",
+            DataType::Fp64 => "FP64",
+            DataType::Bytes => "BYTES",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<DataType> {
+        DataType::ALL.into_iter().find(|dt| dt.name() == name)
+    }
+
+    pub fn is_float(self) -> bool {
+        matches!(self, DataType::Fp16 | DataType::Fp32 | DataType::Fp64)
+    }
+}
+
+impl fmt::Display for DataType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The elements of a tensor, one vector per datatype, in row-major order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TensorData {
+    Bool(Vec<bool>),
+    Uint8(Vec<u8>),
+    Uint16(Vec<u16>),
+    Uint32(Vec<u32>),
+    Uint64(Vec<u64>),
+    Int8(Vec<i8>),
+    Int16(Vec<i16>),
+    Int32(Vec<i32>),
+    Int64(Vec<i64>),
+    Fp16(Vec<f16>),
+    Fp32(Vec<f32>),
+    Fp64(Vec<f64>),
+    Bytes(Vec<String>),
+}
+
+/// Runs `$body` with `$v` bound to the vector inside any `TensorData`, whatever its type.
+#[macro_export]
+macro_rules! with_tensor_data {
+    ($data:expr, $v:ident => $body:expr) => {
+        match $data {
+            $crate::tensor::TensorData::Bool($v) => $body,
+            $crate::tensor::TensorData::Uint8($v) => $body,
+            $crate::tensor::TensorData::Uint16($v) => $body,
+            $crate::tensor::TensorData::Uint32($v) => $body,
+            $crate::tensor::TensorData::Uint64($v) => $body,
+            $crate::tensor::TensorData::Int8($v) => $body,
+            $crate::tensor::TensorData::Int16($v) => $body,
+            $crate::tensor::TensorData::Int32($v) => $body,
+            $crate::tensor::TensorData::Int64($v) => $body,
+            $crate::tensor::TensorData::Fp16($v) => $body,
+            $crate::tensor::TensorData::Fp32($v) => $body,
+            $crate::tensor::TensorData::Fp64($v) => $body,
+            $crate::tensor::TensorData::Bytes($v) => $body,
+        }
+    };
+}
+
+impl TensorData {
+    pub fn datatype(&self) -> DataType {
+        match self {
+            TensorData::Bool(_) => DataType::Bool,
+            TensorData::Uint8(_) => DataType::Uint8,
+            TensorData::Uint16(_) => DataType::Uint16,
+            TensorData::Uint32(_) => DataType::Uint32,
+            TensorData::Uint64(_) => DataType::Uint64,
+            TensorData::Int8(_) => DataType::Int8,
+            TensorData::Int16(_) => DataType::Int16,
+            TensorData::Int32(_) => DataType::Int32,
+            TensorData::Int64(_) => DataType::Int64,
+            TensorData::Fp16(_) => DataType::Fp16,
+            TensorData::Fp32(_) => DataType::Fp32,
+            TensorData::Fp64(_) => DataType::Fp64,
+            TensorData::Bytes(_) => DataType::Bytes,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        with_tensor_data!(self, v => v.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A tensor on the host: a shape and its elements in row-major order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: TensorData,
+}
+
+impl Tensor {
+    /// Builds a tensor, checking that the element count matches the shape.
+    pub fn new(shape: Vec<usize>, data: TensorData) -> Result<Tensor, String> {
+        let expected = element_count(&shape)
+            .ok_or_else(|| format!("shape {} has too many elements", format_shape(&shape)))?;
+        if expected != data.len() {
+            return Err(format!(
+                "shape {} needs {expected} elements, got {}",
+                format_shape(&shape),
+                data.len()
+            ));
+        }
+        Ok(Tensor { shape, data })
+    }
+
+    pub fn datatype(&self) -> DataType {
+        self.data.datatype()
+    }
+}
+
+/// The number of elements of a shape, or `None` when it overflows.
+pub fn element_count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
+/// `[2, 64]`: how shapes are written in messages.
+pub fn format_shape(shape: &[usize]) -> String {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    format!("[{}]", dims.join(", "))
+}
