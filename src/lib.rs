@@ -1,13 +1,24 @@
 //! onnx-serve: one ONNX model served over HTTP.
 //!
-//! `tensor` holds request data, `signature` checks it against the model's inputs, `model`
-//! runs it with tract.
+//! The request path, file by file: `server` takes requests from tiny_http and gives each a
+//! thread; `routes` maps method and path to a handler in `api`; handlers decode tensors
+//! (`tensor`), check them against the model's `signature`, take a `workers` slot and run the
+//! `model`; `http` writes the response. `app` holds what they share.
 
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod conn_pool;
 pub mod error;
+pub mod http;
 pub mod model;
 pub mod model_path;
+pub mod rotation;
+pub mod routes;
+pub mod server;
 pub mod signature;
 pub mod tensor;
+pub mod workers;
 
 /// The text of a caught panic's payload.
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

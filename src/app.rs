@@ -1,0 +1,81 @@
+//! What every handler can see: the model (once loaded), its name, the worker slots and the
+//! server's state (loading, ready, draining).
+
+use crate::error::ApiError;
+use crate::model::Model;
+use crate::workers::{Slot, Workers};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub struct App {
+    /// The name clients use in `/v2/models/{name}` and `/v1/models/{name}`.
+    pub model_name: String,
+    model: OnceLock<Model>,
+    pub workers: Workers,
+    draining: AtomicBool,
+}
+
+impl App {
+    pub fn new(model_name: String, workers: Workers) -> App {
+        App {
+            model_name,
+            model: OnceLock::new(),
+            workers,
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// An app whose model is already loaded (the `predict` command, tests).
+    pub fn with_model(model_name: String, workers: Workers, model: Model) -> App {
+        let app = App::new(model_name, workers);
+        app.set_model(model);
+        app
+    }
+
+    /// Installs the loaded model: from now on the server is ready.
+    pub fn set_model(&self, model: Model) {
+        // Called once, by start-up; a second call would be a bug, and keeps the first model.
+        let _ = self.model.set(model);
+    }
+
+    /// The model, or 503 while it is still loading.
+    pub fn model(&self) -> Result<&Model, ApiError> {
+        self.model
+            .get()
+            .ok_or_else(|| ApiError::unavailable("the model is still loading", 1))
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.model.get().is_some()
+    }
+
+    /// Ready to take predictions: loaded and not shutting down.
+    pub fn readiness(&self) -> Result<(), ApiError> {
+        if self.is_draining() {
+            return Err(ApiError::unavailable("the server is shutting down", 5));
+        }
+        self.model().map(|_| ())
+    }
+
+    /// A worker slot for the CPU work of one request, or 503 when the queue is full.
+    pub fn worker(&self) -> Result<Slot<'_>, ApiError> {
+        match self.workers.acquire() {
+            Ok((slot, _waited)) => Ok(slot),
+            Err(full) => Err(ApiError::unavailable(
+                format!(
+                    "the server is busy: {} requests are already waiting (--queue)",
+                    full.waiting
+                ),
+                1,
+            )),
+        }
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,244 @@
+//! The command line: flags, their `ONNX_SERVE_*` environment variables, defaults and
+//! validation. A bad value stops the program with a clear message and exit code 2.
+
+use crate::http::BodyLimits;
+use crate::server::Settings;
+use clap::{Args, Parser, Subcommand};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "onnx-serve",
+    version,
+    about = "Serve one ONNX model over HTTP: POST /predict with JSON tensors",
+    after_help = "Every flag can also be set with an environment variable: --max-body is \
+                  ONNX_SERVE_MAX_BODY. PORT is honoured when neither --port nor ONNX_SERVE_PORT is set."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// The ONNX model: a file, or a directory holding one (one *.onnx file, or Triton's
+    /// VERSION/model.onnx or NAME/VERSION/model.onnx layout)
+    #[arg(
+        long,
+        global = true,
+        env = "ONNX_SERVE_MODEL",
+        default_value = "model.onnx"
+    )]
+    pub model: PathBuf,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the model's signature (names, datatypes, shapes; -1 for variable dims) as JSON
+    Inspect,
+    /// Read one /predict request body from stdin, print the response JSON; no server
+    Predict,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on; 0.0.0.0 (or ::) to accept connections from other hosts
+    #[arg(long, env = "ONNX_SERVE_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to listen on; 0 picks a free one (the log says which) [default: $PORT or 8000]
+    #[arg(long, env = "ONNX_SERVE_PORT")]
+    pub port: Option<u16>,
+
+    /// Name of the model in the V2 and V1 routes [default: the model file's stem]
+    #[arg(long, env = "ONNX_SERVE_MODEL_NAME", value_parser = model_name)]
+    pub model_name: Option<String>,
+
+    /// Requests computing at once (decode, inference, encode) [default: number of cores]
+    #[arg(long, env = "ONNX_SERVE_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: Option<u16>,
+
+    /// Requests that may wait for a worker; past that, 503 with Retry-After
+    #[arg(long, env = "ONNX_SERVE_QUEUE", default_value_t = 128)]
+    pub queue: usize,
+
+    /// Largest request body accepted (413 above it): bytes, or with a unit (64MiB, 10MB)
+    #[arg(long, env = "ONNX_SERVE_MAX_BODY", default_value = "64MiB", value_parser = parse_size)]
+    pub max_body: usize,
+
+    /// Time allowed to receive a whole request body (408 after it): 30s, 500ms, 2m
+    #[arg(long, env = "ONNX_SERVE_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub read_timeout: Duration,
+
+    /// An idle keep-alive connection, or a client that stops sending, is closed after this
+    /// long (0 = never)
+    #[arg(long, env = "ONNX_SERVE_KEEP_ALIVE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub keep_alive_timeout: Duration,
+
+    /// Close keep-alive connections after between half and all of this age, so clients
+    /// spread over new replicas after a scale-out (0 = never)
+    #[arg(long, env = "ONNX_SERVE_MAX_CONNECTION_AGE", default_value = "0", value_parser = parse_duration)]
+    pub max_connection_age: Duration,
+
+    /// On SIGTERM or SIGINT, how long requests in flight may take to finish
+    #[arg(long, env = "ONNX_SERVE_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+impl ServeArgs {
+    /// The port: `--port`, else `ONNX_SERVE_PORT`, else `PORT` (KServe, Knative, PaaS), else 8000.
+    pub fn port(&self) -> Result<u16, String> {
+        if let Some(port) = self.port {
+            return Ok(port);
+        }
+        match std::env::var("PORT") {
+            Ok(value) => value
+                .trim()
+                .parse()
+                .map_err(|_| format!("PORT={value:?} is not a port number")),
+            Err(_) => Ok(8000),
+        }
+    }
+
+    pub fn address(&self) -> Result<SocketAddr, String> {
+        let port = self.port()?;
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        (host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("--host {:?}: {e}", self.host))?
+            .next()
+            .ok_or_else(|| format!("--host {:?} resolves to no address", self.host))
+    }
+
+    pub fn workers(&self) -> usize {
+        match self.workers {
+            Some(n) => n as usize,
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        }
+    }
+
+    pub fn settings(&self) -> Settings {
+        let optional = |d: Duration| (!d.is_zero()).then_some(d);
+        Settings {
+            limits: BodyLimits {
+                max_bytes: self.max_body,
+                read_timeout: self.read_timeout,
+            },
+            keep_alive_timeout: optional(self.keep_alive_timeout),
+            write_timeout: self.read_timeout,
+            max_connection_age: optional(self.max_connection_age),
+            max_threads: 1024,
+        }
+    }
+}
+
+fn model_name(value: &str) -> Result<String, String> {
+    if value.is_empty() || value.len() > 200 {
+        return Err("must be 1 to 200 characters".into());
+    }
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err("may hold only letters, digits, '-', '_' and '.' (it appears in URLs)".into());
+    }
+    Ok(value.to_owned())
+}
+
+/// `30s`, `500ms`, `2m`, `1h`, or plain seconds (`30`, `0.5`).
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{value:?} is not a duration (e.g. 30s, 500ms, 2m)"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "us" => number / 1_000_000.0,
+        "m" | "min" => number * 60.0,
+        "h" => number * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {value:?}; use ms, s, m or h"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{value:?} is out of range"))
+}
+
+/// `67108864`, `64MiB`, `64M` (binary), `64MB` (decimal), `512KiB`, `1GiB`.
+pub fn parse_size(value: &str) -> Result<usize, String> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{value:?} is not a size (e.g. 64MiB)"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "kb" => 1_000,
+        "m" | "mib" => 1 << 20,
+        "mb" => 1_000_000,
+        "g" | "gib" => 1 << 30,
+        "gb" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {value:?}; use KiB, MiB, GiB, KB, MB or GB"
+            ));
+        }
+    };
+    let bytes = number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("{value:?} is too large"))?;
+    match usize::try_from(bytes) {
+        Ok(0) => Err("must be at least 1 byte".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{value:?} is too large")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn model_names_must_fit_in_a_url() {
+        assert!(model_name("digits-v2.1_x").is_ok());
+        assert!(model_name("a/b").is_err());
+        assert!(model_name("").is_err());
+    }
+}

@@ -1,0 +1,182 @@
+//! `onnx-serve`: parse the command line, set up logging, load the model, serve it.
+//!
+//! Exit codes: 0 after a clean shutdown; 1 when serving failed (the listener died, or the
+//! drain deadline passed); 2 when it could not start (bad flags, a model tract cannot
+//! load, an address it cannot bind).
+
+use clap::Parser;
+use log::{error, info};
+use onnx_serve::api::simple;
+use onnx_serve::app::App;
+use onnx_serve::config::{Cli, Command};
+use onnx_serve::model::Model;
+use onnx_serve::model_path;
+use onnx_serve::server::{self, Event, Server};
+use onnx_serve::workers::Workers;
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+const CANNOT_START: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Some(Command::Inspect) => inspect(&cli),
+        Some(Command::Predict) => predict(&cli),
+        None => serve(&cli),
+    }
+}
+
+fn init_logging() {
+    // tiny_http logs "Error accepting new client" when we close the listener on purpose
+    // at shutdown: keep it quiet unless RUST_LOG asks for it by name.
+    let mut filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+    if !filter.contains("tiny_http") {
+        filter.push_str(",tiny_http=off");
+    }
+    env_logger::Builder::new().parse_filters(&filter).init();
+    // A panic is logged as one line, never a raw trace on stderr; the request that hit it
+    // gets a 500 and the server goes on (server.rs).
+    std::panic::set_hook(Box::new(|info| error!("{info}")));
+}
+
+/// Logs the message and returns the "could not start" exit code.
+fn cannot_start(message: impl std::fmt::Display) -> ExitCode {
+    error!("{message}");
+    ExitCode::from(CANNOT_START)
+}
+
+fn load(cli: &Cli) -> Result<(Model, model_path::Resolved), String> {
+    let resolved = model_path::resolve(&cli.model)?;
+    let model = Model::load(&resolved.file).map_err(|e| e.to_string())?;
+    Ok((model, resolved))
+}
+
+fn inspect(cli: &Cli) -> ExitCode {
+    let (model, resolved) = match load(cli) {
+        Ok(loaded) => loaded,
+        Err(e) => return cannot_start(e),
+    };
+    let signature = model.signature();
+    let description = serde_json::json!({
+        "model": resolved.file.display().to_string(),
+        "name": cli.serve.model_name.clone().unwrap_or(resolved.name),
+        "inputs": signature.inputs.iter().map(|s| s.describe()).collect::<Vec<_>>(),
+        "outputs": signature.outputs.iter().map(|s| s.describe()).collect::<Vec<_>>(),
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&description).expect("JSON values serialize")
+    );
+    ExitCode::SUCCESS
+}
+
+fn predict(cli: &Cli) -> ExitCode {
+    let (model, _) = match load(cli) {
+        Ok(loaded) => loaded,
+        Err(e) => return cannot_start(e),
+    };
+    let mut body = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut body) {
+        return cannot_start(format!("cannot read the request from stdin: {e}"));
+    }
+    let (answer, code) = match simple::predict_json(&model, &body) {
+        Ok(json) => (json, ExitCode::SUCCESS),
+        Err(e) => (e.body(), ExitCode::FAILURE),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(&answer)
+        .and_then(|_| stdout.write_all(b"\n"));
+    code
+}
+
+fn serve(cli: &Cli) -> ExitCode {
+    let args = &cli.serve;
+    let resolved = match model_path::resolve(&cli.model) {
+        Ok(resolved) => resolved,
+        Err(e) => return cannot_start(e),
+    };
+    let address = match args.address() {
+        Ok(address) => address,
+        Err(e) => return cannot_start(e),
+    };
+    let settings = args.settings();
+    let listener = match server::bind(address, &settings) {
+        Ok(listener) => listener,
+        Err(e) => return cannot_start(format!("cannot listen on {address}: {e}")),
+    };
+    let name = args.model_name.clone().unwrap_or(resolved.name);
+    let workers = Workers::new(args.workers(), args.queue);
+    let app = Arc::new(App::new(name, workers));
+    let server = match Server::start(app.clone(), listener, settings) {
+        Ok(server) => server,
+        Err(e) => return cannot_start(format!("cannot start the server: {e}")),
+    };
+    info!(
+        "onnx-serve {} listening on http://{} ({} workers, queue {})",
+        env!("CARGO_PKG_VERSION"),
+        server.local_addr(),
+        args.workers(),
+        args.queue
+    );
+    if let Err(e) = forward_signals(server.events()) {
+        return cannot_start(format!("cannot install signal handlers: {e}"));
+    }
+
+    let model = match Model::load(&resolved.file) {
+        Ok(model) => model,
+        Err(e) => return cannot_start(e),
+    };
+    log_signature(&app.model_name, &resolved.file, &model);
+    app.set_model(model);
+    info!("ready");
+
+    match server.serve_until_shutdown(args.shutdown_timeout) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(fatal) => {
+            error!("{fatal}; exiting so that a supervisor can restart the server");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn log_signature(name: &str, file: &std::path::Path, model: &Model) {
+    let describe = |specs: &[onnx_serve::signature::TensorSpec]| {
+        let parts: Vec<String> = specs
+            .iter()
+            .map(|s| format!("{} {} {}", s.name, s.datatype, s.shape_text()))
+            .collect();
+        parts.join(", ")
+    };
+    let signature = model.signature();
+    info!(
+        "model {name:?} loaded from {} in {} ms; inputs: {}; outputs: {}",
+        file.display(),
+        model.load_time().as_millis(),
+        describe(&signature.inputs),
+        describe(&signature.outputs)
+    );
+}
+
+/// SIGTERM and SIGINT start the drain.
+fn forward_signals(events: std::sync::mpsc::Sender<Event>) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let name = if signal == SIGTERM {
+                    "SIGTERM"
+                } else {
+                    "SIGINT"
+                };
+                let _ = events.send(Event::Shutdown(name));
+            }
+        })?;
+    Ok(())
+}
