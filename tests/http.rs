@@ -1,0 +1,275 @@
+//! The HTTP layer over a real socket: routes, the error contract, body limits, keep-alive,
+//! concurrency and the bounded queue.
+
+mod common;
+
+use common::{Server, exchange, fixture};
+use serde_json::json;
+use std::io::Write;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+#[test]
+fn the_simple_routes() {
+    let server = Server::digits();
+    let summary = server.get("/");
+    assert_eq!(summary.status, 200);
+    assert_eq!(summary.header("Content-Type"), Some("application/json"));
+    let summary = summary.json();
+    assert_eq!(summary["name"], "model");
+    assert_eq!(
+        summary["inputs"],
+        json!([{"name": "input", "datatype": "FP32", "shape": [-1, 64], "dims": "[batch, 64]"}])
+    );
+    assert_eq!(summary["outputs"][0]["name"], "probabilities");
+    assert_eq!(summary["outputs"][0]["shape"], json!([-1, 10]));
+
+    assert_eq!(server.get("/healthz").json(), json!({"status": "ok"}));
+    assert_eq!(server.get("/readyz").json(), json!({"ready": true}));
+    let head = server.request("HEAD", "/healthz", b"");
+    assert_eq!((head.status, head.body.len()), (200, 0));
+}
+
+#[test]
+fn unknown_routes_and_wrong_methods() {
+    let server = Server::digits();
+    for path in ["/nope", "/predict/extra", "/v3/models"] {
+        let reply = server.get(path);
+        assert_eq!(reply.status, 404);
+        assert!(reply.error().contains("no route for"));
+    }
+    for (method, path, allow) in [
+        ("GET", "/predict", "POST"),
+        ("POST", "/healthz", "GET, HEAD"),
+        ("DELETE", "/", "GET, HEAD"),
+    ] {
+        let reply = server.request(method, path, b"");
+        assert_eq!(reply.status, 405, "{method} {path}");
+        assert_eq!(reply.header("Allow"), Some(allow));
+        assert!(
+            reply
+                .error()
+                .contains(&format!("{method} is not allowed on {path}"))
+        );
+    }
+}
+
+#[test]
+fn request_ids_are_returned_and_honoured() {
+    let server = Server::digits();
+    let generated = server.get("/healthz");
+    let id = generated
+        .header("X-Request-Id")
+        .expect("an id is generated")
+        .to_owned();
+    assert!(!id.is_empty());
+    assert_ne!(
+        server.get("/healthz").header("X-Request-Id"),
+        Some(id.as_str())
+    );
+
+    let mut stream = server.connect();
+    let reply = exchange(
+        &mut stream,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: trace-42\r\n\r\n",
+    );
+    assert_eq!(reply.header("X-Request-Id").as_deref(), Some("trace-42"));
+    assert!(
+        server.wait_for_log("trace-42", Duration::from_secs(5)),
+        "the access line names the id"
+    );
+}
+
+#[test]
+fn a_body_over_the_limit_is_refused_without_being_read() {
+    let server = Server::digits();
+    let mut stream = server.connect();
+    // 200 MiB declared, nothing sent: the answer must come without waiting for the body.
+    let started = Instant::now();
+    let reply = exchange(
+        &mut stream,
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 209715200\r\n\r\n",
+    );
+    assert_eq!(reply.status, 413);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        reply.header("Content-Type").as_deref(),
+        Some("application/json")
+    );
+    assert!(
+        reply.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("over the limit of 67108864 bytes")
+    );
+    drop(stream);
+    let good = std::fs::read(fixture("digit.json")).unwrap();
+    assert_eq!(server.post("/predict", &good).status, 200);
+
+    let small = Server::builder().args(["--max-body", "1KiB"]).start();
+    let reply = small.post("/predict", vec![b' '; 2048]);
+    assert_eq!(reply.status, 413);
+    assert!(reply.error().contains("over the limit of 1024 bytes"));
+    assert_eq!(small.post("/predict", &good).status, 200);
+}
+
+/// One burst as a load generator makes it, on a fresh server: 32 keep-alive connections
+/// whose handshakes the kernel completes while the server is stopped, so tiny_http accepts
+/// them back to back; one thread sends every first request before reading any answer. Then
+/// each connection carries a few more requests. Returns how many connections got answers.
+fn burst_of_32(server: &Server, request: &[u8]) -> usize {
+    server.signal("STOP");
+    let mut streams: Vec<_> = (0..32)
+        .map(|_| std::net::TcpStream::connect(server.addr).unwrap())
+        .collect();
+    server.signal("CONT");
+    for stream in &mut streams {
+        stream.write_all(request).unwrap();
+    }
+    let mut answered = 0;
+    for stream in &mut streams {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let mut ok = true;
+        for round in 0..5 {
+            if round > 0 {
+                stream.write_all(request).unwrap();
+            }
+            match common::try_read_response(stream) {
+                Some(reply) if reply.status == 200 => {}
+                _ => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        answered += usize::from(ok);
+    }
+    answered
+}
+
+#[test]
+fn thirty_two_keep_alive_clients_at_once_on_a_fresh_server_all_get_answers() {
+    // tiny_http queues a burst behind its idle threads only when its accept thread outruns
+    // the threads it wakes, which is a race: one burst often gets through even without our
+    // mitigation, eight in a row did not once in our trials.
+    let body = std::fs::read(fixture("digit.json")).unwrap();
+    let mut request = format!(
+        "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    for trial in 0..8 {
+        let server = Server::digits();
+        let answered = burst_of_32(&server, &request);
+        assert_eq!(
+            answered, 32,
+            "trial {trial}: only {answered} of 32 connections were served"
+        );
+    }
+}
+
+#[test]
+fn a_response_over_1_kib_on_a_kept_alive_connection_is_not_delayed() {
+    // Without TCP_NODELAY the second segment of such a response waits for the client's
+    // delayed ACK: ~40 ms per request on loopback.
+    let server = Server::digits();
+    let rows = common::read_json(&fixture("digits_holdout.json"))["inputs"]
+        .as_array()
+        .unwrap()[..16]
+        .to_vec();
+    let body = serde_json::to_vec(&json!({"inputs": rows})).unwrap();
+    let mut request = format!(
+        "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    let mut stream = server.connect();
+    stream.set_nodelay(true).unwrap();
+    let mut times = Vec::new();
+    for _ in 0..21 {
+        let started = Instant::now();
+        let reply = exchange(&mut stream, &request);
+        times.push(started.elapsed());
+        assert_eq!(reply.status, 200);
+        assert!(reply.body.len() > 1024, "the response must be over 1 KiB");
+        if reply.header("Connection").is_some() {
+            stream = server.connect();
+            stream.set_nodelay(true).unwrap();
+        }
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    assert!(
+        median < Duration::from_millis(20),
+        "median {median:?}: a delayed-ACK stall?"
+    );
+}
+
+#[test]
+fn when_the_queue_is_full_requests_are_refused_at_once_with_retry_after() {
+    let server = Server::builder()
+        .args([
+            "--model",
+            &common::fixture_model("slow.onnx"),
+            "--workers",
+            "1",
+            "--queue",
+            "1",
+        ])
+        .start();
+    let x = json!([vec![0.25; 1024]]);
+    let barrier = Arc::new(Barrier::new(6));
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            let (url, barrier, body) = (
+                server.url("/predict"),
+                barrier.clone(),
+                json!({"inputs": x}),
+            );
+            thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                barrier.wait();
+                let started = Instant::now();
+                let mut response = agent
+                    .post(&url)
+                    .send(serde_json::to_vec(&body).unwrap())
+                    .unwrap();
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get("Retry-After")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                let text = response.body_mut().read_to_string().unwrap();
+                (status, retry_after, text, started.elapsed())
+            })
+        })
+        .collect();
+    let results: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let ok = results.iter().filter(|r| r.0 == 200).count();
+    let refused: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
+    assert!(ok >= 2, "one computing and one queued succeed: {results:?}");
+    assert_eq!(ok + refused.len(), 6, "{results:?}");
+    assert!(
+        !refused.is_empty(),
+        "with one worker and a queue of one, six at once cannot all wait"
+    );
+    let slowest_ok = results
+        .iter()
+        .filter(|r| r.0 == 200)
+        .map(|r| r.3)
+        .max()
+        .unwrap();
+    for (_, retry_after, text, elapsed) in refused {
+        assert_eq!(retry_after.as_deref(), Some("1"));
+        assert!(text.contains("the server is busy"), "{text}");
+        assert!(*elapsed < slowest_ok, "refused at once, not after waiting");
+    }
+}
