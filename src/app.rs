@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct App {
     /// The name clients use in `/v2/models/{name}` and `/v1/models/{name}`.
     pub model_name: String,
+    /// The one version served, for `/versions/{version}` paths.
+    pub model_version: String,
     model: OnceLock<Model>,
     pub workers: Workers,
     draining: AtomicBool,
@@ -19,10 +21,17 @@ impl App {
     pub fn new(model_name: String, workers: Workers) -> App {
         App {
             model_name,
+            model_version: crate::model_path::DEFAULT_VERSION.to_owned(),
             model: OnceLock::new(),
             workers,
             draining: AtomicBool::new(false),
         }
+    }
+
+    /// The version `/versions/{version}` paths must name (Triton's `NAME/VERSION` layout).
+    pub fn with_version(mut self, version: impl Into<String>) -> App {
+        self.model_version = version.into();
+        self
     }
 
     /// An app whose model is already loaded (the `predict` command, tests).

@@ -8,13 +8,17 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// The file to load, and the model name the layout suggests (`NAME` in Triton's layouts,
-/// else the file stem).
+/// The file to load, and the model name and version the layout suggests (`NAME` and
+/// `VERSION` in Triton's layouts, else the file stem and version "1").
 #[derive(Debug, PartialEq, Eq)]
 pub struct Resolved {
     pub file: PathBuf,
     pub name: String,
+    pub version: String,
 }
+
+/// The version a model has when its layout names none.
+pub const DEFAULT_VERSION: &str = "1";
 
 pub fn resolve(path: &Path) -> Result<Resolved, String> {
     let meta =
@@ -23,6 +27,7 @@ pub fn resolve(path: &Path) -> Result<Resolved, String> {
         return Ok(Resolved {
             file: path.to_owned(),
             name: stem(path),
+            version: DEFAULT_VERSION.into(),
         });
     }
     let onnx_files = entries(path)?
@@ -34,6 +39,7 @@ pub fn resolve(path: &Path) -> Result<Resolved, String> {
             return Ok(Resolved {
                 file: one.clone(),
                 name: stem(one),
+                version: DEFAULT_VERSION.into(),
             });
         }
         [] => {}
@@ -46,19 +52,21 @@ pub fn resolve(path: &Path) -> Result<Resolved, String> {
             ));
         }
     }
-    if let Some(file) = latest_version(path)? {
+    if let Some((version, file)) = latest_version(path)? {
         return Ok(Resolved {
             file,
             name: dir_name(path),
+            version: version.to_string(),
         });
     }
     let models: Vec<PathBuf> = entries(path)?.into_iter().filter(|p| p.is_dir()).collect();
     if let [model_dir] = models.as_slice()
-        && let Some(file) = latest_version(model_dir)?
+        && let Some((version, file)) = latest_version(model_dir)?
     {
         return Ok(Resolved {
             file,
             name: dir_name(model_dir),
+            version: version.to_string(),
         });
     }
     Err(format!(
@@ -67,8 +75,8 @@ pub fn resolve(path: &Path) -> Result<Resolved, String> {
     ))
 }
 
-/// `dir/N/model.onnx` with the highest numeric N.
-fn latest_version(dir: &Path) -> Result<Option<PathBuf>, String> {
+/// `dir/N/model.onnx` with the highest numeric N, and that N.
+fn latest_version(dir: &Path) -> Result<Option<(u64, PathBuf)>, String> {
     let best = entries(dir)?
         .into_iter()
         .filter_map(|p| {
@@ -77,7 +85,7 @@ fn latest_version(dir: &Path) -> Result<Option<PathBuf>, String> {
             file.is_file().then_some((version, file))
         })
         .max_by_key(|(version, _)| *version);
-    Ok(best.map(|(_, file)| file))
+    Ok(best)
 }
 
 fn entries(dir: &Path) -> Result<Vec<PathBuf>, String> {
@@ -125,7 +133,7 @@ mod tests {
         let dir = scratch("file");
         touch(&dir.join("digits.onnx"));
         let r = resolve(&dir.join("digits.onnx")).unwrap();
-        assert_eq!(r.name, "digits");
+        assert_eq!((r.name.as_str(), r.version.as_str()), ("digits", "1"));
         assert_eq!(resolve(&dir).unwrap(), r);
     }
 
@@ -137,8 +145,8 @@ mod tests {
         touch(&dir.join("resnet/2/model.onnx"));
         let r = resolve(&dir).unwrap();
         assert_eq!(
-            (r.file, r.name.as_str()),
-            (dir.join("resnet/10/model.onnx"), "resnet")
+            (r.file, r.name.as_str(), r.version.as_str()),
+            (dir.join("resnet/10/model.onnx"), "resnet", "10")
         );
         let r = resolve(&dir.join("resnet")).unwrap();
         assert_eq!(r.file, dir.join("resnet/10/model.onnx"));

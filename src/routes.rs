@@ -4,7 +4,7 @@
 //! `resolve` is a pure function of method and path, so it can be tested and fuzzed without
 //! a server; handlers are plain `fn(&App, &mut Request) -> Result<Response, ApiError>`.
 
-use crate::api::simple;
+use crate::api::{simple, v1, v2};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Method, Request, Response};
@@ -57,16 +57,36 @@ impl std::fmt::Debug for Route {
     }
 }
 
-/// The table.
+/// The table. `/versions/{v}` after a model name is taken out before matching (so each
+/// model route also serves its versioned path), and TF-Serving's `:predict` suffix becomes
+/// a segment of its own.
 pub fn resolve(method: Method, method_text: &str, path: &str) -> Result<Route, ApiError> {
-    let segments = segments(path)?;
-    let none = Params::default;
+    let mut segments = segments(path)?;
+    split_verb(&mut segments);
+    let version = take_version(&mut segments);
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let none = Params::default;
+    let model = |name: &str| Params {
+        model: Some(name.to_owned()),
+        version: version.clone(),
+    };
     let (allow, handler, params): (Allow, Handler, Params) = match segments.as_slice() {
         [] => (Allow::Get, simple::summary, none()),
         ["predict"] => (Allow::Post, simple::predict, none()),
         ["healthz"] => (Allow::Get, simple::healthz, none()),
         ["readyz"] => (Allow::Get, simple::readyz, none()),
+
+        ["v2"] => (Allow::Get, v2::server_metadata, none()),
+        ["v2", "health", "live"] => (Allow::Get, v2::live, none()),
+        ["v2", "health", "ready"] => (Allow::Get, v2::ready, none()),
+        ["v2", "models", m] => (Allow::Get, v2::model_metadata, model(m)),
+        ["v2", "models", m, "ready"] => (Allow::Get, v2::model_ready, model(m)),
+        ["v2", "models", m, "config"] => (Allow::Get, v2::model_config, model(m)),
+        ["v2", "models", m, "infer"] => (Allow::Post, v2::infer, model(m)),
+
+        ["v1", "models", m] => (Allow::Get, v1::status, model(m)),
+        ["v1", "models", m, "metadata"] => (Allow::Get, v1::metadata, model(m)),
+        ["v1", "models", m, PREDICT] => (Allow::Post, v1::predict, model(m)),
         _ => {
             return Err(ApiError::not_found(format!(
                 "no route for {}; see GET / for the API",
@@ -86,6 +106,39 @@ pub fn resolve(method: Method, method_text: &str, path: &str) -> Result<Route, A
         allow,
         params,
     })
+}
+
+/// TF-Serving's verb, as the segment `split_verb` makes of it.
+const PREDICT: &str = ":predict";
+
+/// `/v1/models/m:predict` -> `v1, models, m, :predict`: the verb after the last segment's
+/// last colon becomes a segment of its own. Only under `/v1`, where the verbs live.
+fn split_verb(segments: &mut Vec<String>) {
+    if segments.first().is_none_or(|s| s != "v1") {
+        return;
+    }
+    let Some(last) = segments.last_mut() else {
+        return;
+    };
+    if let Some(colon) = last.rfind(':') {
+        let verb = last.split_off(colon);
+        segments.push(verb);
+    }
+}
+
+/// Takes `versions/{v}` out of `v1|v2, models, {m}, versions, {v}, ...` and returns `v`.
+fn take_version(segments: &mut Vec<String>) -> Option<String> {
+    let versioned = segments.len() >= 5
+        && matches!(segments[0].as_str(), "v1" | "v2")
+        && segments[1] == "models"
+        && segments[3] == "versions"
+        && !segments[4].starts_with(':');
+    if !versioned {
+        return None;
+    }
+    let mut taken = segments.drain(3..5);
+    taken.next();
+    taken.next()
 }
 
 /// The path's segments, percent-decoded; empty segments (`//`, a trailing `/`) are skipped.
@@ -121,15 +174,7 @@ fn percent_decode(segment: &str) -> Option<String> {
 
 /// Paths are echoed in messages; a scanner's 8 KiB path is not.
 fn shorten(path: &str) -> String {
-    const MAX: usize = 100;
-    if path.len() <= MAX {
-        return path.to_owned();
-    }
-    let mut end = MAX;
-    while !path.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &path[..end])
+    crate::api::clip(path, 100)
 }
 
 #[cfg(test)]
@@ -149,6 +194,68 @@ mod tests {
         assert_eq!(status("GET", "/"), 200);
         assert_eq!(status("HEAD", "/healthz"), 200);
         assert_eq!(status("GET", "/readyz/"), 200);
+    }
+
+    fn params(path: &str) -> Params {
+        let method = if path.contains(":predict") || path.ends_with("/infer") {
+            Method::Post
+        } else {
+            Method::Get
+        };
+        resolve(method, "", path).unwrap().params
+    }
+
+    fn model(name: &str, version: Option<&str>) -> Params {
+        Params {
+            model: Some(name.into()),
+            version: version.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn protocol_paths_with_and_without_versions() {
+        for path in ["/v2", "/v2/health/live", "/v2/health/ready/"] {
+            assert_eq!(status("GET", path), 200, "{path}");
+            assert_eq!(params(path), Params::default());
+        }
+        for tail in ["", "/ready", "/config", "/infer"] {
+            let plain = format!("/v2/models/digits{tail}");
+            assert_eq!(params(&plain), model("digits", None), "{plain}");
+            let versioned = format!("/v2/models/digits/versions/3{tail}");
+            assert_eq!(
+                params(&versioned),
+                model("digits", Some("3")),
+                "{versioned}"
+            );
+        }
+        for path in ["/v1/models/digits", "/v1/models/digits/metadata"] {
+            assert_eq!(params(path), model("digits", None), "{path}");
+        }
+        assert_eq!(params("/v1/models/digits:predict"), model("digits", None));
+        assert_eq!(
+            params("/v1/models/digits/versions/1:predict"),
+            model("digits", Some("1"))
+        );
+        assert_eq!(
+            params("/v1/models/digits/versions/2/metadata"),
+            model("digits", Some("2"))
+        );
+        // Colons are only verbs under /v1, and only the last one.
+        assert_eq!(params("/v2/models/a:b/ready"), model("a:b", None));
+        assert_eq!(params("/v1/models/a:b:predict"), model("a:b", None));
+    }
+
+    #[test]
+    fn protocol_paths_that_are_not_routes() {
+        assert_eq!(status("POST", "/v1/models/digits:classify"), 404);
+        assert_eq!(status("GET", "/v2/models/digits/versions"), 404);
+        assert_eq!(status("GET", "/v2/models/digits/versions/1/extra"), 404);
+        assert_eq!(status("GET", "/v2/models"), 404);
+        assert_eq!(status("POST", "/v1/models/digits/versions:predict"), 404);
+        assert_eq!(status("GET", "/v3/models/digits"), 404);
+        assert_eq!(status("GET", "/v2/models/digits/infer"), 405);
+        assert_eq!(status("GET", "/v1/models/digits:predict"), 405);
+        assert_eq!(status("POST", "/v2/health/ready"), 405);
     }
 
     #[test]

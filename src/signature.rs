@@ -179,11 +179,12 @@ pub fn check_tensor(spec: &TensorSpec, tensor: &Tensor) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::tensor::TensorData;
 
-    fn spec(name: &str, shape: Vec<Dim>) -> TensorSpec {
+    /// An FP32 spec, for tests.
+    pub(crate) fn spec(name: &str, shape: Vec<Dim>) -> TensorSpec {
         TensorSpec {
             name: name.into(),
             datatype: DataType::Fp32,

@@ -4,25 +4,26 @@
 //! when the model has one input, else an object `{"name": nested list, ...}`; Y likewise for
 //! the outputs.
 
+use super::{clip, decode_json, predict_with, run_checked};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Request, Response};
 use crate::model::{Model, RunError};
-use crate::signature::{Signature, TensorDescription};
-use crate::tensor::Tensor;
+use crate::signature::{Signature, TensorDescription, TensorSpec};
 use crate::tensor::json::{
-    Scalar, TensorSeed, tensor_from_scalar, tensor_from_seq, write_json_string, write_tensor,
+    Scalar, TensorSeed, b64_value, tensor_from_scalar, tensor_from_seq, write_json_string,
+    write_tensor,
 };
+use crate::tensor::{DataType, Tensor};
 use serde::Serialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
 /// `POST /predict`.
 pub fn predict(app: &App, req: &mut Request) -> Result<Response, ApiError> {
-    let model = app.model()?;
-    let body = req.body()?;
-    let _worker = app.worker()?;
-    predict_json(model, body).map(Response::json_bytes)
+    predict_with(app, req, |model, body| {
+        predict_json(model, body).map(Response::json_bytes)
+    })
 }
 
 /// Decodes a `/predict` body, runs the model and encodes its answer. The HTTP handler and
@@ -30,10 +31,7 @@ pub fn predict(app: &App, req: &mut Request) -> Result<Response, ApiError> {
 pub fn predict_json(model: &Model, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let signature = model.signature();
     let inputs = decode_request(signature, body)?;
-    signature
-        .check_inputs(&inputs)
-        .map_err(ApiError::bad_request)?;
-    let outputs = model.run(inputs).map_err(run_error)?;
+    let outputs = run_checked(model, inputs)?;
     Ok(encode_response(signature, &outputs))
 }
 
@@ -52,6 +50,7 @@ pub fn summary(app: &App, _req: &mut Request) -> Result<Response, ApiError> {
     let name = &app.model_name;
     Ok(Response::json(&Summary {
         name,
+        status: "alive",
         ready: app.readiness().is_ok(),
         inputs: signature.inputs.iter().map(|s| s.describe()).collect(),
         outputs: signature.outputs.iter().map(|s| s.describe()).collect(),
@@ -67,6 +66,8 @@ pub fn summary(app: &App, _req: &mut Request) -> Result<Response, ApiError> {
 #[derive(Serialize)]
 struct Summary<'a> {
     name: &'a str,
+    /// What KServe's v1 liveness check reads at `GET /`.
+    status: &'static str,
     ready: bool,
     inputs: Vec<TensorDescription<'a>>,
     outputs: Vec<TensorDescription<'a>>,
@@ -118,21 +119,7 @@ struct Ready {
 
 /// Decodes `{"inputs": ...}` into tensors in the model's input order.
 pub fn decode_request(signature: &Signature, body: &[u8]) -> Result<Vec<Tensor>, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let inputs = RequestSeed { signature }
-        .deserialize(&mut de)
-        .and_then(|v| de.end().map(|_| v));
-    inputs.map_err(json_error)
-}
-
-/// A serde_json error as a 400: syntax errors are "malformed JSON", the others carry our
-/// own messages (which name the input) with the position serde_json adds.
-pub fn json_error(e: serde_json::Error) -> ApiError {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Syntax | Category::Eof => ApiError::bad_request(format!("malformed JSON: {e}")),
-        Category::Data | Category::Io => ApiError::bad_request(e.to_string()),
-    }
+    decode_json(RequestSeed { signature }, body)
 }
 
 struct RequestSeed<'s> {
@@ -176,13 +163,38 @@ impl<'de> Visitor<'de> for RequestSeed<'_> {
     }
 }
 
-/// The value of `"inputs"`: a nested list for a single-input model, or an object by name.
-struct InputsSeed<'s> {
-    signature: &'s Signature,
+/// The value of `"inputs"`: the tensors in the model's input order.
+pub struct InputsSeed<'s> {
+    pub signature: &'s Signature,
 }
 
-impl<'s> InputsSeed<'s> {
-    fn only_input<E: de::Error>(&self) -> Result<&'s crate::signature::TensorSpec, E> {
+impl<'de> DeserializeSeed<'de> for InputsSeed<'_> {
+    type Value = Vec<Tensor>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Tensor>, D::Error> {
+        let mut slots: Vec<Option<Tensor>> = vec![None; self.signature.inputs.len()];
+        NamedInputsSeed {
+            signature: self.signature,
+            sink: |ix: usize, tensor: Tensor| {
+                slots[ix] = Some(tensor);
+                Ok(())
+            },
+        }
+        .deserialize(d)?;
+        // NamedInputsSeed has checked that every input is there.
+        Ok(slots.into_iter().flatten().collect())
+    }
+}
+
+/// `X` for a single-input model, or `{"name": X, ...}` with every input by name: the form of
+/// `/predict`'s `inputs`, of TF-Serving's columnar `inputs` and of each of its `instances`.
+/// Each tensor goes to `sink` with its input's index, as soon as it is decoded.
+pub struct NamedInputsSeed<'s, F> {
+    pub signature: &'s Signature,
+    pub sink: F,
+}
+
+impl<'s, F: FnMut(usize, Tensor) -> Result<(), String>> NamedInputsSeed<'s, F> {
+    fn only_input<E: de::Error>(&self) -> Result<&'s TensorSpec, E> {
         match self.signature.inputs.as_slice() {
             [one] => Ok(one),
             many => Err(E::custom(format!(
@@ -194,52 +206,70 @@ impl<'s> InputsSeed<'s> {
         }
     }
 
-    fn scalar<E: de::Error>(self, value: Scalar<'_>) -> Result<Vec<Tensor>, E> {
-        Ok(vec![tensor_from_scalar(self.only_input()?, value)?])
+    fn scalar<E: de::Error>(mut self, value: Scalar<'_>) -> Result<(), E> {
+        let tensor = tensor_from_scalar(self.only_input()?, value)?;
+        (self.sink)(0, tensor).map_err(E::custom)
+    }
+
+    /// `{"b64": "..."}` is a value, not an input named "b64", when the model's only input
+    /// is BYTES (and not named so).
+    fn b64_is_a_value(&self) -> bool {
+        matches!(self.signature.inputs.as_slice(),
+            [one] if one.datatype == DataType::Bytes && one.name != "b64")
     }
 }
 
-impl<'de> DeserializeSeed<'de> for InputsSeed<'_> {
-    type Value = Vec<Tensor>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Tensor>, D::Error> {
+impl<'de, F: FnMut(usize, Tensor) -> Result<(), String>> DeserializeSeed<'de>
+    for NamedInputsSeed<'_, F>
+{
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for InputsSeed<'_> {
-    type Value = Vec<Tensor>;
+impl<'de, F: FnMut(usize, Tensor) -> Result<(), String>> Visitor<'de> for NamedInputsSeed<'_, F> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a nested list, or an object of nested lists by input name")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Vec<Tensor>, A::Error> {
-        Ok(vec![tensor_from_seq(self.only_input()?, seq)?])
+    fn visit_seq<A: SeqAccess<'de>>(mut self, seq: A) -> Result<(), A::Error> {
+        let tensor = tensor_from_seq(self.only_input()?, seq)?;
+        (self.sink)(0, tensor).map_err(de::Error::custom)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<Tensor>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         let signature = self.signature;
-        let mut tensors: Vec<Option<Tensor>> = vec![None; signature.inputs.len()];
+        let mut seen = vec![false; signature.inputs.len()];
         while let Some(name) = map.next_key::<String>()? {
+            if name == "b64" && !seen.contains(&true) && self.b64_is_a_value() {
+                let text = b64_value(&mut map).map_err(|m| {
+                    de::Error::custom(format!("input '{}': {m}", signature.inputs[0].name))
+                })?;
+                return self.scalar(Scalar::Str(&text));
+            }
             let Some(ix) = signature.input_index(&name) else {
                 return Err(de::Error::custom(format!(
                     "the model has no input '{}'; its inputs are {}",
-                    shorten(&name),
+                    clip(&name, 64),
                     signature.input_names()
                 )));
             };
-            if tensors[ix].is_some() {
+            if std::mem::replace(&mut seen[ix], true) {
                 return Err(de::Error::custom(format!("input '{name}' is given twice")));
             }
-            tensors[ix] = Some(map.next_value_seed(TensorSeed {
+            let tensor = map.next_value_seed(TensorSeed {
                 spec: &signature.inputs[ix],
-            })?);
+            })?;
+            (self.sink)(ix, tensor).map_err(de::Error::custom)?;
         }
         let missing: Vec<&str> = signature
             .inputs
             .iter()
-            .zip(&tensors)
-            .filter(|(_, t)| t.is_none())
+            .zip(&seen)
+            .filter(|(_, seen)| !**seen)
             .map(|(s, _)| s.name.as_str())
             .collect();
         if !missing.is_empty() {
@@ -248,35 +278,24 @@ impl<'de> Visitor<'de> for InputsSeed<'_> {
                 missing.join(", ")
             )));
         }
-        Ok(tensors.into_iter().flatten().collect())
+        Ok(())
     }
 
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Vec<Tensor>, E> {
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
         self.scalar(Scalar::Unsigned(v))
     }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Vec<Tensor>, E> {
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
         self.scalar(Scalar::Signed(v))
     }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Vec<Tensor>, E> {
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
         self.scalar(Scalar::Float(v))
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<Tensor>, E> {
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
         self.scalar(Scalar::Str(v))
     }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Vec<Tensor>, E> {
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
         self.scalar(Scalar::Bool(v))
     }
-}
-
-fn shorten(name: &str) -> String {
-    if name.len() <= 64 {
-        return name.to_owned();
-    }
-    let mut end = 64;
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &name[..end])
 }
 
 /// `{"outputs": Y}`: a nested list for a single-output model, else an object by name.

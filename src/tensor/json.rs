@@ -7,7 +7,7 @@
 //!
 //! Encoding writes nested arrays directly into a byte buffer. Floats that are not finite
 //! travel as the strings `"NaN"`, `"Infinity"` and `"-Infinity"` both ways, so the output is
-//! always valid JSON.
+//! always valid JSON. A BYTES element may also be sent as TF-Serving's `{"b64": "..."}`.
 
 use super::{DataType, Tensor, TensorData};
 use crate::signature::TensorSpec;
@@ -372,12 +372,42 @@ impl<'de, E: Element> Visitor<'de> for NestedSeed<'_, '_, E> {
     fn visit_unit<Err: de::Error>(self) -> Result<(), Err> {
         self.acc.push_scalar(self.depth, Scalar::Null)
     }
-    fn visit_map<A: MapAccess<'de>>(self, _map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        if E::DATATYPE == DataType::Bytes
+            && map.next_key::<std::borrow::Cow<'_, str>>()?.as_deref() == Some("b64")
+        {
+            let text = b64_value(&mut map).map_err(|m| self.acc.error(m))?;
+            return self.acc.push_scalar(self.depth, Scalar::Str(&text));
+        }
+        let hint = if E::DATATYPE == DataType::Bytes {
+            " other than {\"b64\": \"...\"}"
+        } else {
+            ""
+        };
         Err(self.acc.error(format_args!(
-            "expected a {} or a list, got an object",
+            "expected a {} or a list, got an object{hint}",
             E::DATATYPE
         )))
     }
+}
+
+/// The text of `{"b64": "..."}`, once its key has been read: the value must be the only
+/// entry, standard base64, of UTF-8 text (the model's strings are text).
+pub fn b64_value<'de, A: MapAccess<'de>>(map: &mut A) -> Result<String, String> {
+    use base64::Engine;
+    let encoded: std::borrow::Cow<'_, str> = map.next_value().map_err(|e| e.to_string())?;
+    if map
+        .next_key::<de::IgnoredAny>()
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
+        return Err("an object with \"b64\" must have no other keys".into());
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.as_bytes())
+        .map_err(|e| format!("\"b64\" is not valid base64: {e}"))?;
+    String::from_utf8(bytes)
+        .map_err(|_| "\"b64\" holds bytes that are not UTF-8 text, which the model takes".into())
 }
 
 /// Decodes one JSON value (a nested list, or a scalar for a 0-dimensional input) into a
@@ -461,6 +491,20 @@ fn write_nested<E: WriteJson>(out: &mut Vec<u8>, values: &[E], shape: &[usize]) 
         }
     }
     out.push(b']');
+}
+
+/// Writes the `row`-th slice along the first dimension as nested lists (TF-Serving's row
+/// format); a row past the end is written empty.
+pub fn write_row(out: &mut Vec<u8>, tensor: &Tensor, row: usize) {
+    let Some((_, inner)) = tensor.shape.split_first() else {
+        return;
+    };
+    let stride = inner.iter().product::<usize>();
+    crate::with_tensor_data!(&tensor.data, values => {
+        let start = row.saturating_mul(stride).min(values.len());
+        let end = start.saturating_add(stride).min(values.len());
+        write_nested(out, &values[start..end], inner)
+    })
 }
 
 /// Writes the elements flat, as one list: the V2 protocol's `data` layout.
@@ -675,6 +719,46 @@ mod tests {
         let deep = "[".repeat(100_000);
         let err = decode(DataType::Fp32, 2, &deep).unwrap_err();
         assert!(err.contains("nested deeper"), "{err}");
+    }
+
+    #[test]
+    fn bytes_may_come_as_b64_objects() {
+        let t = decode(DataType::Bytes, 1, r#"[{"b64": "aMOpbGxv"}, "plain"]"#).unwrap();
+        assert_eq!(
+            t.data,
+            TensorData::Bytes(vec!["héllo".into(), "plain".into()])
+        );
+        let t = decode(DataType::Bytes, 0, r#"{"b64": ""}"#).unwrap();
+        assert_eq!(t.data, TensorData::Bytes(vec!["".into()]));
+        for (json, expected) in [
+            (r#"[{"b64": "!!"}]"#, "not valid base64"),
+            (r#"[{"b64": "/w=="}]"#, "not UTF-8"),
+            (r#"[{"b64": "YQ==", "x": 1}]"#, "no other keys"),
+            (r#"[{"text": "a"}]"#, "other than {\"b64\""),
+            (r#"[{"b64": 5}]"#, "invalid type"),
+        ] {
+            let err = decode(DataType::Bytes, 1, json).unwrap_err();
+            assert!(
+                err.contains("input 'x'") && err.contains(expected),
+                "{json}: {err}"
+            );
+        }
+        let err = decode(DataType::Fp32, 1, r#"[{"b64": "YQ=="}]"#).unwrap_err();
+        assert!(err.contains("got an object"), "{err}");
+    }
+
+    #[test]
+    fn rows_are_slices_along_the_first_dimension() {
+        let t = Tensor::new(vec![3, 2], TensorData::Int32(vec![1, 2, 3, 4, 5, 6])).unwrap();
+        let row = |i| {
+            let mut out = Vec::new();
+            write_row(&mut out, &t, i);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            (row(0), row(2), row(3)),
+            ("[1,2]".into(), "[5,6]".into(), "[]".into())
+        );
     }
 
     #[test]

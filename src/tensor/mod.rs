@@ -2,6 +2,7 @@
 //!
 //! Nothing here knows tract: `model.rs` converts these tensors to and from the engine's own.
 
+pub mod binary;
 pub mod json;
 
 use half::f16;
@@ -143,6 +144,22 @@ impl TensorData {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Appends `other`'s elements, or gives back `other` when its datatype differs.
+    pub fn append(&mut self, other: TensorData) -> Result<(), TensorData> {
+        macro_rules! same_type {
+            ($($variant:ident),*) => {
+                match (self, other) {
+                    $((TensorData::$variant(a), TensorData::$variant(b)) => a.extend(b),)*
+                    (_, other) => return Err(other),
+                }
+            };
+        }
+        same_type!(
+            Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp16, Fp32, Fp64, Bytes
+        );
+        Ok(())
     }
 }
 

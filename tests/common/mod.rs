@@ -202,6 +202,15 @@ impl Server {
         Reply::from(response)
     }
 
+    /// `POST` with extra headers, e.g. `Inference-Header-Content-Length`.
+    pub fn post_with(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let mut request = self.agent.post(self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Reply::from(request.send(body).expect("POST succeeds at the HTTP level"))
+    }
+
     pub fn post_json(&self, path: &str, body: &Value) -> Reply {
         self.post(path, serde_json::to_vec(body).unwrap())
     }
@@ -384,6 +393,19 @@ impl RawResponse {
 
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap()
+    }
+
+    /// The error message, after checking the error contract (see `Reply::error`).
+    pub fn error(&self) -> String {
+        assert_eq!(
+            self.header("Content-Type").as_deref(),
+            Some("application/json")
+        );
+        let body = self.json();
+        body.as_object().expect("the error body is an object")["error"]
+            .as_str()
+            .expect("the error body has \"error\"")
+            .to_owned()
     }
 }
 
