@@ -21,14 +21,10 @@ pub struct Cli {
     pub command: Option<Command>,
 
     /// The ONNX model: a file, or a directory holding one (one *.onnx file, or Triton's
-    /// VERSION/model.onnx or NAME/VERSION/model.onnx layout)
-    #[arg(
-        long,
-        global = true,
-        env = "ONNX_SERVE_MODEL",
-        default_value = "model.onnx"
-    )]
-    pub model: PathBuf,
+    /// VERSION/model.onnx or NAME/VERSION/model.onnx layout) [default: the model built into
+    /// the binary, if any, else model.onnx]
+    #[arg(long, global = true, env = "ONNX_SERVE_MODEL")]
+    pub model: Option<PathBuf>,
 
     #[command(flatten)]
     pub serve: ServeArgs,
@@ -40,16 +36,31 @@ pub enum Command {
     Inspect,
     /// Read one /predict request body from stdin, print the response JSON; no server
     Predict,
+    /// GET a health route of the server listening on --host/--port on this host; exit 0 on
+    /// a 200, else 1 (for container HEALTHCHECKs: the image has no curl)
+    Healthcheck {
+        /// The route to GET
+        #[arg(long, default_value = "/healthz")]
+        path: String,
+        /// How long to wait for the connection and for the answer
+        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
 }
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Address to listen on; 0.0.0.0 (or ::) to accept connections from other hosts
-    #[arg(long, env = "ONNX_SERVE_HOST", default_value = "127.0.0.1")]
+    #[arg(
+        long,
+        global = true,
+        env = "ONNX_SERVE_HOST",
+        default_value = "127.0.0.1"
+    )]
     pub host: String,
 
     /// Port to listen on; 0 picks a free one (the log says which) [default: $PORT or 8000]
-    #[arg(long, env = "ONNX_SERVE_PORT")]
+    #[arg(long, global = true, env = "ONNX_SERVE_PORT")]
     pub port: Option<u16>,
 
     /// Name of the model in the V2 and V1 routes [default: the model file's stem]

@@ -9,11 +9,13 @@ use log::{error, info};
 use onnx_serve::api::simple;
 use onnx_serve::app::App;
 use onnx_serve::config::{Cli, Command};
-use onnx_serve::model::Model;
+use onnx_serve::embedded::{self, Embedded};
+use onnx_serve::model::{LoadError, Model};
 use onnx_serve::model_path;
 use onnx_serve::server::{self, Event, Server};
 use onnx_serve::workers::Workers;
 use std::io::{Read, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Inspect) => inspect(&cli),
         Some(Command::Predict) => predict(&cli),
+        Some(Command::Healthcheck { ref path, timeout }) => healthcheck(&cli, path, timeout),
         None => serve(&cli),
     }
 }
@@ -48,21 +51,72 @@ fn cannot_start(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(CANNOT_START)
 }
 
-fn load(cli: &Cli) -> Result<(Model, model_path::Resolved), String> {
-    let resolved = model_path::resolve(&cli.model)?;
-    let model = Model::load(&resolved.file).map_err(|e| e.to_string())?;
-    Ok((model, resolved))
+/// The model to serve: `--model` (a file or a directory), else the model built into the
+/// binary, else `./model.onnx`.
+enum Source {
+    File(model_path::Resolved),
+    Embedded(&'static Embedded),
+}
+
+impl Source {
+    fn choose(cli: &Cli) -> Result<Source, String> {
+        match (&cli.model, &embedded::MODEL) {
+            (Some(path), _) => model_path::resolve(path).map(Source::File),
+            (None, Some(embedded)) => Ok(Source::Embedded(embedded)),
+            (None, None) => model_path::resolve(Path::new("model.onnx")).map(Source::File),
+        }
+    }
+
+    /// The model name the source suggests (`--model-name` overrides it).
+    fn name(&self) -> &str {
+        match self {
+            Source::File(resolved) => &resolved.name,
+            Source::Embedded(embedded) => embedded.name,
+        }
+    }
+
+    /// The model version the source suggests (Triton's `VERSION` directory, else "1").
+    fn version(&self) -> String {
+        match self {
+            Source::File(resolved) => resolved.version.clone(),
+            Source::Embedded(_) => model_path::DEFAULT_VERSION.to_owned(),
+        }
+    }
+
+    /// Where the model comes from, for messages.
+    fn origin(&self) -> String {
+        match self {
+            Source::File(resolved) => resolved.file.display().to_string(),
+            Source::Embedded(embedded) => {
+                format!("the binary (built from {})", embedded.built_from)
+            }
+        }
+    }
+
+    fn load(&self) -> Result<Model, LoadError> {
+        match self {
+            Source::File(resolved) => Model::load(&resolved.file),
+            Source::Embedded(embedded) => Model::load_bytes(embedded.bytes, &self.origin()),
+        }
+    }
+}
+
+fn load(cli: &Cli) -> Result<(Model, Source), String> {
+    let source = Source::choose(cli)?;
+    let model = source.load().map_err(|e| e.to_string())?;
+    Ok((model, source))
 }
 
 fn inspect(cli: &Cli) -> ExitCode {
-    let (model, resolved) = match load(cli) {
+    let (model, source) = match load(cli) {
         Ok(loaded) => loaded,
         Err(e) => return cannot_start(e),
     };
     let signature = model.signature();
     let description = serde_json::json!({
-        "model": resolved.file.display().to_string(),
-        "name": cli.serve.model_name.clone().unwrap_or(resolved.name),
+        "model": source.origin(),
+        "name": cli.serve.model_name.as_deref().unwrap_or(source.name()),
+        "version": source.version(),
         "inputs": signature.inputs.iter().map(|s| s.describe()).collect::<Vec<_>>(),
         "outputs": signature.outputs.iter().map(|s| s.describe()).collect::<Vec<_>>(),
     });
@@ -93,10 +147,25 @@ fn predict(cli: &Cli) -> ExitCode {
     code
 }
 
+/// Exit 0 when the server on --host/--port answers 200 on `path`, else log why and exit 1.
+fn healthcheck(cli: &Cli, path: &str, timeout: std::time::Duration) -> ExitCode {
+    let address = match cli.serve.address() {
+        Ok(address) => address,
+        Err(e) => return cannot_start(e),
+    };
+    match onnx_serve::healthcheck::probe(address, path, timeout) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("unhealthy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn serve(cli: &Cli) -> ExitCode {
     let args = &cli.serve;
-    let resolved = match model_path::resolve(&cli.model) {
-        Ok(resolved) => resolved,
+    let source = match Source::choose(cli) {
+        Ok(source) => source,
         Err(e) => return cannot_start(e),
     };
     let address = match args.address() {
@@ -108,9 +177,12 @@ fn serve(cli: &Cli) -> ExitCode {
         Ok(listener) => listener,
         Err(e) => return cannot_start(format!("cannot listen on {address}: {e}")),
     };
-    let name = args.model_name.clone().unwrap_or(resolved.name);
+    let name = args
+        .model_name
+        .clone()
+        .unwrap_or_else(|| source.name().to_owned());
     let workers = Workers::new(args.workers(), args.queue);
-    let app = Arc::new(App::new(name, workers));
+    let app = Arc::new(App::new(name, workers).with_version(source.version()));
     let server = match Server::start(app.clone(), listener, settings) {
         Ok(server) => server,
         Err(e) => return cannot_start(format!("cannot start the server: {e}")),
@@ -126,11 +198,11 @@ fn serve(cli: &Cli) -> ExitCode {
         return cannot_start(format!("cannot install signal handlers: {e}"));
     }
 
-    let model = match Model::load(&resolved.file) {
+    let model = match source.load() {
         Ok(model) => model,
         Err(e) => return cannot_start(e),
     };
-    log_signature(&app.model_name, &resolved.file, &model);
+    log_signature(&app.model_name, &source.origin(), &model);
     app.set_model(model);
     info!("ready");
 
@@ -144,7 +216,7 @@ fn serve(cli: &Cli) -> ExitCode {
     }
 }
 
-fn log_signature(name: &str, file: &std::path::Path, model: &Model) {
+fn log_signature(name: &str, origin: &str, model: &Model) {
     let describe = |specs: &[onnx_serve::signature::TensorSpec]| {
         let parts: Vec<String> = specs
             .iter()
@@ -155,7 +227,7 @@ fn log_signature(name: &str, file: &std::path::Path, model: &Model) {
     let signature = model.signature();
     info!(
         "model {name:?} loaded from {} in {} ms; inputs: {}; outputs: {}",
-        file.display(),
+        origin,
         model.load_time().as_millis(),
         describe(&signature.inputs),
         describe(&signature.outputs)

@@ -42,12 +42,25 @@ impl Model {
     /// node name and operator before tract's own, longer, message.
     pub fn load(path: &Path) -> Result<Model, LoadError> {
         let started = Instant::now();
-        let fail = |what: &str, e: TractError| {
-            LoadError(format!("{what} {}: {}", path.display(), brief(&e)))
-        };
-        let mut model = tract_onnx::onnx()
-            .model_for_path(path)
-            .map_err(|e| fail("cannot read the ONNX model", e))?;
+        let model = tract_onnx::onnx().model_for_path(path);
+        Model::prepare(model, &path.display().to_string(), started)
+    }
+
+    /// Like `load`, from the bytes of an ONNX file (the model built into the binary);
+    /// `origin` names it in messages.
+    pub fn load_bytes(bytes: &[u8], origin: &str) -> Result<Model, LoadError> {
+        let started = Instant::now();
+        let model = tract_onnx::onnx().model_for_read(&mut &*bytes);
+        Model::prepare(model, origin, started)
+    }
+
+    fn prepare(
+        model: TractResult<InferenceModel>,
+        origin: &str,
+        started: Instant,
+    ) -> Result<Model, LoadError> {
+        let fail = |what: &str, e: TractError| LoadError(format!("{what} {origin}: {}", brief(&e)));
+        let mut model = model.map_err(|e| fail("cannot read the ONNX model", e))?;
 
         let unsupported: Vec<String> = model
             .nodes()
@@ -64,18 +77,18 @@ impl Model {
         if !unsupported.is_empty() {
             return Err(LoadError(format!(
                 "cannot load {}: tract does not support {}",
-                path.display(),
+                origin,
                 unsupported.join(", ")
             )));
         }
 
         close_open_input_dims(&mut model)
-            .map_err(|e| LoadError(format!("cannot load {}: {e}", path.display())))?;
+            .map_err(|e| LoadError(format!("cannot load {origin}: {e}")))?;
         let optimized = model
             .into_optimized()
             .map_err(|e| fail("tract cannot optimize", e))?;
         let signature = signature_of(&optimized)
-            .map_err(|e| LoadError(format!("cannot serve {}: {e}", path.display())))?;
+            .map_err(|e| LoadError(format!("cannot serve {origin}: {e}")))?;
         let plan = optimized
             .into_runnable()
             .map_err(|e| fail("tract cannot plan", e))?;
@@ -260,4 +273,30 @@ fn from_tract(value: TValue) -> TractResult<Tensor> {
         other => bail!("the model produced a {other:?} tensor, which cannot travel over HTTP"),
     };
     Tensor::new(shape, data).map_err(|e| anyhow!(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_loads_the_same_from_bytes_as_from_its_file() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("model.onnx");
+        let from_file = Model::load(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let from_bytes = Model::load_bytes(&bytes, "the bytes").unwrap();
+        let describe = |m: &Model| {
+            let s = m.signature();
+            (s.inputs.iter().chain(&s.outputs))
+                .map(|t| serde_json::to_string(&t.describe()).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(describe(&from_file), describe(&from_bytes));
+
+        let error = Model::load_bytes(b"not a model", "the junk").err().unwrap();
+        assert!(
+            error.0.starts_with("cannot read the ONNX model the junk: "),
+            "{error}"
+        );
+    }
 }
