@@ -1,7 +1,9 @@
 //! The command line: flags, their `ONNX_SERVE_*` environment variables, defaults and
 //! validation. A bad value stops the program with a clear message and exit code 2.
 
+use crate::batcher::BatchConfig;
 use crate::http::BodyLimits;
+use crate::model::Execution;
 use crate::server::Settings;
 use clap::{Args, Parser, Subcommand};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -75,6 +77,22 @@ pub struct ServeArgs {
     #[arg(long, env = "ONNX_SERVE_QUEUE", default_value_t = 128)]
     pub queue: usize,
 
+    /// Threads one inference may use when no other is running (tract's multithreaded
+    /// matrix products): lower latency on an idle server for large models
+    #[arg(long, env = "ONNX_SERVE_INTRA_OP_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub intra_op_threads: u16,
+
+    /// Dynamic batching: stack concurrent requests into one run of up to this many rows
+    /// (items along the batch dimension); 0 = off. The model's inputs and outputs must all
+    /// start with the same variable dimension
+    #[arg(long, env = "ONNX_SERVE_MAX_BATCH_SIZE", default_value_t = 0)]
+    pub max_batch_size: usize,
+
+    /// With batching, how long (microseconds) a batch that is not full waits for more
+    /// requests before it runs
+    #[arg(long, env = "ONNX_SERVE_BATCH_DELAY_US", default_value_t = 0)]
+    pub batch_delay_us: u64,
+
     /// Largest request body accepted (413 above it): bytes, or with a unit (64MiB, 10MB)
     #[arg(long, env = "ONNX_SERVE_MAX_BODY", default_value = "64MiB", value_parser = parse_size)]
     pub max_body: usize,
@@ -129,6 +147,19 @@ impl ServeArgs {
             None => std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
+        }
+    }
+
+    /// How the model runs: intra-op threads and batching.
+    pub fn execution(&self) -> Execution {
+        Execution {
+            intra_op_threads: self.intra_op_threads as usize,
+            batching: (self.max_batch_size > 0).then(|| BatchConfig {
+                max_rows: self.max_batch_size,
+                delay: Duration::from_micros(self.batch_delay_us),
+                runners: self.workers(),
+                max_waiting: self.queue,
+            }),
         }
     }
 

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod app;
+pub mod batcher;
 pub mod config;
 pub mod conn_pool;
 pub mod embedded;

@@ -202,7 +202,12 @@ fn serve(cli: &Cli) -> ExitCode {
         Ok(model) => model,
         Err(e) => return cannot_start(e),
     };
+    let model = match model.with_execution(args.execution()) {
+        Ok(model) => model,
+        Err(e) => return cannot_start(e),
+    };
     log_signature(&app.model_name, &source.origin(), &model);
+    log_execution(args);
     app.set_model(model);
     info!("ready");
 
@@ -217,13 +222,7 @@ fn serve(cli: &Cli) -> ExitCode {
 }
 
 fn log_signature(name: &str, origin: &str, model: &Model) {
-    let describe = |specs: &[onnx_serve::signature::TensorSpec]| {
-        let parts: Vec<String> = specs
-            .iter()
-            .map(|s| format!("{} {} {}", s.name, s.datatype, s.shape_text()))
-            .collect();
-        parts.join(", ")
-    };
+    use onnx_serve::signature::describe_all as describe;
     let signature = model.signature();
     info!(
         "model {name:?} loaded from {} in {} ms; inputs: {}; outputs: {}",
@@ -232,6 +231,21 @@ fn log_signature(name: &str, origin: &str, model: &Model) {
         describe(&signature.inputs),
         describe(&signature.outputs)
     );
+}
+
+fn log_execution(args: &onnx_serve::config::ServeArgs) {
+    if args.intra_op_threads > 1 {
+        info!(
+            "a run alone on the server may use {} threads (--intra-op-threads)",
+            args.intra_op_threads
+        );
+    }
+    if args.max_batch_size > 0 {
+        info!(
+            "dynamic batching: up to {} rows per run, waiting up to {} us for more",
+            args.max_batch_size, args.batch_delay_us
+        );
+    }
 }
 
 /// SIGTERM and SIGINT start the drain.

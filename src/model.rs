@@ -1,21 +1,43 @@
 //! The only file that knows tract: load and optimise the model, read its signature, run it.
 //!
 //! The optimised plan is built once and shared (`Arc`) by every request; tract's `run` takes
-//! `&self`, so requests run side by side with no lock.
+//! `&self`, so requests run side by side with no lock. Two options change how runs happen
+//! (`Model::with_execution`): a pool of threads one run may use when it is the only one
+//! (`--intra-op-threads`), and dynamic batching (`batcher.rs`).
 
-use crate::signature::{Dim, Signature, TensorSpec};
+use crate::batcher::{BatchConfig, Batcher};
+use crate::signature::{Dim, Signature, TensorSpec, describe_all};
 use crate::tensor::{DataType, Tensor, TensorData};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use tract_linalg::multithread::{self, Executor};
 use tract_onnx::prelude::tract_data::internal::{DimLike, anyhow, bail};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
 pub struct Model {
-    plan: Arc<TypedRunnableModel>,
+    runner: Arc<Runner>,
     signature: Signature,
     load_time: Duration,
+    batcher: Option<Batcher>,
+}
+
+/// The optimised plan and the threads it may use; shared with the batch runners.
+struct Runner {
+    plan: Arc<TypedRunnableModel>,
+    /// `--intra-op-threads`: a thread pool for tract's kernels, used by a run that starts
+    /// while no other is running (a busy server is better off with one thread per run).
+    intra_op: Option<Executor>,
+    running: AtomicUsize,
+}
+
+/// How runs are executed (the defaults: one thread per run, no batching).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Execution {
+    pub intra_op_threads: usize,
+    pub batching: Option<BatchConfig>,
 }
 
 /// Why a model could not be loaded: one message meant for the person starting the server.
@@ -29,12 +51,14 @@ impl std::fmt::Display for LoadError {
 }
 
 /// Why a run failed.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum RunError {
     /// tract returned an error.
     Failed(String),
     /// tract panicked; the panic was caught and the plan is unharmed (it is immutable).
     Panicked(String),
+    /// Too many requests are already waiting for the batcher.
+    Busy(String),
 }
 
 impl Model {
@@ -93,10 +117,46 @@ impl Model {
             .into_runnable()
             .map_err(|e| fail("tract cannot plan", e))?;
         Ok(Model {
-            plan,
+            runner: Arc::new(Runner {
+                plan,
+                intra_op: None,
+                running: AtomicUsize::new(0),
+            }),
             signature,
             load_time: started.elapsed(),
+            batcher: None,
         })
+    }
+
+    /// Sets how runs are executed; called once, after loading. Batching needs every input
+    /// and output to start with the same variable dimension (`batch_dim`).
+    pub fn with_execution(mut self, execution: Execution) -> Result<Model, String> {
+        let runner = Arc::get_mut(&mut self.runner)
+            .ok_or("the execution of a model is set once, before it is shared")?;
+        if execution.intra_op_threads > 1 {
+            let pool = Executor::multithread_with_name(execution.intra_op_threads, "intra-op");
+            runner.intra_op = Some(pool);
+        }
+        if let Some(config) = execution.batching {
+            if self.signature.batch_dim().is_none() {
+                return Err(format!(
+                    "--max-batch-size needs a model whose inputs and outputs all start with \
+                     the same variable (batch) dimension; this one has inputs {} and outputs {}",
+                    describe_all(&self.signature.inputs),
+                    describe_all(&self.signature.outputs),
+                ));
+            }
+            let runner = self.runner.clone();
+            let batcher = Batcher::start(config, Box::new(move |inputs| runner.run(inputs)))
+                .map_err(|e| format!("cannot start the batch runners: {e}"))?;
+            self.batcher = Some(batcher);
+        }
+        Ok(self)
+    }
+
+    /// True when runs go through the batcher.
+    pub fn batches(&self) -> bool {
+        self.batcher.is_some()
     }
 
     pub fn signature(&self) -> &Signature {
@@ -109,13 +169,31 @@ impl Model {
 
     /// Runs the model on tensors given in the model's input order, already checked against
     /// the signature. Returns the outputs in the model's output order.
+    /// With batching on, the run is part of a batch and these are this request's rows.
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RunError> {
+        match &self.batcher {
+            Some(batcher) => batcher.run(inputs),
+            None => self.runner.run(inputs),
+        }
+    }
+}
+
+impl Runner {
+    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RunError> {
         let inputs: TVec<TValue> = inputs
             .into_iter()
             .map(to_tract)
             .collect::<TractResult<_>>()
             .map_err(|e| RunError::Failed(brief(&e)))?;
-        let outputs = catch_unwind(AssertUnwindSafe(|| self.plan.run(inputs)))
+        let alone = self.running.fetch_add(1, Ordering::SeqCst) == 0;
+        let outputs = catch_unwind(AssertUnwindSafe(|| match &self.intra_op {
+            Some(pool) if alone => {
+                multithread::multithread_tract_scope(pool.clone(), || self.plan.run(inputs))
+            }
+            _ => self.plan.run(inputs),
+        }));
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        let outputs = outputs
             .map_err(|panic| RunError::Panicked(crate::panic_message(&panic)))?
             .map_err(|e| RunError::Failed(brief(&e)))?;
         outputs

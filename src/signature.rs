@@ -92,6 +92,18 @@ impl Signature {
         self.outputs.iter().position(|s| s.name == name)
     }
 
+    /// The batch dimension, in Triton's sense: every input and output starts with the same
+    /// variable dimension, which is returned. `None` when they do not.
+    pub fn batch_dim(&self) -> Option<&str> {
+        let mut specs = self.inputs.iter().chain(&self.outputs);
+        let Some(Dim::Symbolic(first)) = specs.next()?.shape.first() else {
+            return None;
+        };
+        specs
+            .all(|s| matches!(s.shape.first(), Some(Dim::Symbolic(d)) if d == first))
+            .then_some(first.as_str())
+    }
+
     /// `a, b`: the input names, for messages.
     pub fn input_names(&self) -> String {
         names(&self.inputs)
@@ -127,6 +139,15 @@ impl Signature {
         }
         Ok(())
     }
+}
+
+/// `x FP32 [batch, 64], y INT64 [batch]`: names, datatypes and shapes, for messages and logs.
+pub fn describe_all(specs: &[TensorSpec]) -> String {
+    let parts: Vec<String> = specs
+        .iter()
+        .map(|s| format!("{} {} {}", s.name, s.datatype, s.shape_text()))
+        .collect();
+    parts.join(", ")
 }
 
 fn names(specs: &[TensorSpec]) -> String {

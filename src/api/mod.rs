@@ -40,7 +40,9 @@ pub fn check_model(app: &App, params: &Params) -> Result<(), ApiError> {
 }
 
 /// The shape every prediction handler has: check the path's model, read the body, take a
-/// worker slot and run `work` on the loaded model and the body.
+/// worker slot and run `work` on the loaded model and the body. With batching the batch
+/// runners are the workers: a request waiting for its batch must not hold a slot, or
+/// batches could never be larger than the number of slots.
 pub fn predict_with(
     app: &App,
     req: &mut Request,
@@ -49,7 +51,11 @@ pub fn predict_with(
     check_model(app, &req.params)?;
     let model = app.model()?;
     let body = req.body()?;
-    let _worker = app.worker()?;
+    let _worker = if model.batches() {
+        None
+    } else {
+        Some(app.worker()?)
+    };
     work(model, body)
 }
 

@@ -40,6 +40,7 @@ pub fn run_error(e: RunError) -> ApiError {
     match e {
         RunError::Failed(message) => ApiError::internal(format!("the model failed: {message}")),
         RunError::Panicked(message) => ApiError::internal(format!("the model panicked: {message}")),
+        RunError::Busy(message) => ApiError::unavailable(message, 1),
     }
 }
 

@@ -4,14 +4,14 @@
 //! Every model route also answers under `/versions/{v}`; a path without a version reaches
 //! the one model, a path with another version than the served one is 404.
 
-mod infer;
+pub mod infer;
 
 use super::{check_model, predict_with, run_checked};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Request, Response};
 use crate::model::Model;
-use crate::signature::{Dim, Signature, TensorDescription, TensorSpec};
+use crate::signature::{Dim, TensorDescription, TensorSpec};
 use crate::tensor::DataType;
 use serde::Serialize;
 
@@ -105,7 +105,7 @@ struct ModelMetadata<'a> {
 pub fn model_config(app: &App, req: &mut Request) -> Result<Response, ApiError> {
     let model = loaded_model(app, req)?;
     let signature = model.signature();
-    let batched = batch_dim(signature).is_some();
+    let batched = signature.batch_dim().is_some();
     Ok(Response::json(&ModelConfig {
         name: &app.model_name,
         platform: PLATFORM,
@@ -156,18 +156,6 @@ impl<'a> ConfigTensor<'a> {
     }
 }
 
-/// The batch dimension, in Triton's sense: every input and output starts with the same
-/// variable dimension. `None` when they do not.
-fn batch_dim(signature: &Signature) -> Option<&str> {
-    let mut specs = signature.inputs.iter().chain(&signature.outputs);
-    let Some(Dim::Symbolic(first)) = specs.next()?.shape.first() else {
-        return None;
-    };
-    specs
-        .all(|s| matches!(s.shape.first(), Some(Dim::Symbolic(d)) if d == first))
-        .then_some(first.as_str())
-}
-
 /// Triton's configuration names for the datatypes.
 fn config_type(datatype: DataType) -> &'static str {
     match datatype {
@@ -215,6 +203,7 @@ pub fn infer(app: &App, req: &mut Request) -> Result<Response, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signature::Signature;
     use crate::signature::tests::spec;
 
     #[test]
@@ -224,14 +213,14 @@ mod tests {
             inputs: vec![spec("x", vec![batch(), Dim::Fixed(3)])],
             outputs: vec![spec("y", vec![batch()])],
         };
-        assert_eq!(batch_dim(&signature), Some("batch"));
+        assert_eq!(signature.batch_dim(), Some("batch"));
         let config = ConfigTensor::new(&signature.inputs[0], true);
         assert_eq!(config.dims, vec![3]);
         signature.outputs[0].shape = vec![Dim::Symbolic("n".into())];
-        assert_eq!(batch_dim(&signature), None);
+        assert_eq!(signature.batch_dim(), None);
         signature.outputs[0].shape = vec![Dim::Fixed(1)];
-        assert_eq!(batch_dim(&signature), None);
+        assert_eq!(signature.batch_dim(), None);
         signature.outputs[0].shape = vec![];
-        assert_eq!(batch_dim(&signature), None);
+        assert_eq!(signature.batch_dim(), None);
     }
 }

@@ -188,6 +188,54 @@ impl Tensor {
     pub fn datatype(&self) -> DataType {
         self.data.datatype()
     }
+
+    /// Stacks `other` under this tensor along the first dimension. The caller has checked
+    /// that both have the same datatype and the same shape past the first dimension.
+    pub fn append_rows(&mut self, other: Tensor) {
+        debug_assert_eq!(self.shape.get(1..), other.shape.get(1..));
+        let rows = other.shape.first().copied().unwrap_or(1);
+        if self.data.append(other.data).is_ok()
+            && let Some(first) = self.shape.first_mut()
+        {
+            *first += rows;
+        }
+    }
+
+    /// Splits along the first dimension into parts of `counts` rows each (the counts add up
+    /// to the first dimension).
+    pub fn split_rows(self, counts: &[usize]) -> Vec<Tensor> {
+        let inner = self.shape.get(1..).unwrap_or_default().to_vec();
+        let row_len: usize = inner.iter().product();
+        let shape_of = |rows: usize| {
+            let mut shape = Vec::with_capacity(inner.len() + 1);
+            shape.push(rows);
+            shape.extend_from_slice(&inner);
+            shape
+        };
+        macro_rules! split_each {
+            ($($variant:ident),*) => {
+                match self.data {
+                    $(TensorData::$variant(mut values) => {
+                        // Split from the end, so each part is moved out once.
+                        let mut parts: Vec<Tensor> = counts
+                            .iter()
+                            .rev()
+                            .map(|&rows| {
+                                let start = values.len().saturating_sub(rows * row_len);
+                                let part = values.split_off(start);
+                                Tensor { shape: shape_of(rows), data: TensorData::$variant(part) }
+                            })
+                            .collect();
+                        parts.reverse();
+                        parts
+                    })*
+                }
+            };
+        }
+        split_each!(
+            Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp16, Fp32, Fp64, Bytes
+        )
+    }
 }
 
 /// The number of elements of a shape, or `None` when it overflows.

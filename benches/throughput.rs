@@ -1,0 +1,153 @@
+//! The server under load, next to tract alone, for each benchmark model; then memory and
+//! start-up.
+//!
+//! `cargo bench --bench throughput [-- MODEL...]` prints, per model:
+//! - tract alone in-process on as many threads as the server has workers, against the
+//!   server at 16 clients with V2 binary bodies and with JSON bodies (closed loop, one
+//!   kept-alive connection per client, like wrk);
+//! - 1-client median latency with a V2 binary body, with and without `--intra-op-threads`;
+//! - 64 clients with and without dynamic batching (`--max-batch-size`);
+//! - time from process start to `/readyz` 200, resident memory after start-up and after the
+//!   load, and the model file's size.
+//!
+//! `BENCH_SECONDS` sets the length of each load run (default 5).
+
+mod support;
+
+use onnx_serve::model::Model;
+use std::time::{Duration, Instant};
+use support::common::Server;
+use support::{Case, TractAlone, load, ms, rss_mib};
+
+fn main() {
+    let seconds: f64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5.0);
+    let duration = Duration::from_secs_f64(seconds);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("{cores} cores; {seconds} s per load run; req/s and medians from one run each\n");
+    for case in support::cases() {
+        measure(&case, cores, duration);
+    }
+}
+
+fn start(case: &Case, extra: &[&str]) -> Server {
+    Server::builder()
+        .args(["--model", &case.model_path(), "--model-name", "bench"])
+        .args(extra.iter().copied())
+        .env("RUST_LOG", "warn")
+        .start()
+}
+
+fn measure(case: &Case, cores: usize, duration: Duration) {
+    let model = Model::load(&case.model).unwrap_or_else(|e| panic!("{e}"));
+    let inputs = case.inputs(&model);
+    let binary = support::v2_binary_request(&model, &inputs);
+    let json = support::predict_request(case);
+    let tract = TractAlone::new(case, &inputs);
+    println!("## {}\n", case.name);
+
+    // Throughput: tract alone on `cores` threads vs the server at 16 clients.
+    let tract_rate = support::rate_in_process(cores, duration, || tract.run());
+    let server = start(case, &[]);
+    let binary_16 = load(server.addr, &binary, 16, duration);
+    let json_16 = load(server.addr, &json, 16, duration);
+    let healthz = support::http_get("/healthz");
+    let healthz_16 = load(server.addr, &healthz, 16, duration);
+    drop(server);
+    println!("| 16 clients | req/s | median | errors | vs tract alone |");
+    println!("|---|---:|---:|---:|---:|");
+    println!("| tract alone, {cores} threads in-process | {tract_rate:.1} | | | 1.00x |");
+    for (label, run) in [("V2 binary", &binary_16), ("JSON /predict", &json_16)] {
+        println!(
+            "| server, {label} | {:.1} | {} | {} | {:.2}x |",
+            run.per_second,
+            ms(run.median),
+            run.errors,
+            run.per_second / tract_rate
+        );
+    }
+    println!(
+        "| server, GET /healthz (the HTTP ceiling) | {:.1} | {} | {} | JSON /predict is {:.0}% of it |",
+        healthz_16.per_second,
+        ms(healthz_16.median),
+        healthz_16.errors,
+        100.0 * json_16.per_second / healthz_16.per_second
+    );
+
+    // Latency at 1 client, with and without intra-op threads.
+    let tract_one = support::median_of(|| tract.run());
+    let threads = cores.to_string();
+    let mut rows = Vec::new();
+    for (label, extra) in [
+        ("1 thread per run", vec![]),
+        ("--intra-op-threads", vec!["--intra-op-threads", &threads]),
+    ] {
+        let server = start(case, &extra);
+        rows.push((
+            label,
+            support::round_trip(server.addr, &binary),
+            support::round_trip(server.addr, &json),
+        ));
+    }
+    println!("\n| 1 client | V2 binary median | JSON median |");
+    println!("|---|---:|---:|");
+    println!("| tract alone, 1 thread | {} | |", ms(tract_one));
+    for (label, binary_median, json_median) in rows {
+        println!(
+            "| server, {label} ({:.2}x / {:.2}x tract) | {} | {} |",
+            binary_median.as_secs_f64() / tract_one.as_secs_f64(),
+            json_median.as_secs_f64() / tract_one.as_secs_f64(),
+            ms(binary_median),
+            ms(json_median)
+        );
+    }
+
+    // Dynamic batching at 64 clients.
+    println!("\n| 64 clients, V2 binary | req/s | median | errors |");
+    println!("|---|---:|---:|---:|");
+    for (label, extra) in [
+        ("no batching", vec![]),
+        ("--max-batch-size 64", vec!["--max-batch-size", "64"]),
+    ] {
+        let server = start(case, &extra);
+        let run = load(server.addr, &binary, 64, duration);
+        println!(
+            "| {label} | {:.1} | {} | {} |",
+            run.per_second,
+            ms(run.median),
+            run.errors
+        );
+    }
+
+    // Start-up and memory.
+    let started = Instant::now();
+    let server = Server::builder()
+        .args(["--model", &case.model_path()])
+        .env("RUST_LOG", "warn")
+        .no_wait()
+        .start();
+    let mut ready = false;
+    while started.elapsed() < Duration::from_secs(60) && !ready {
+        ready = support::Connection::open(server.addr)
+            .and_then(|mut c| c.exchange(&support::http_get("/readyz")))
+            .unwrap_or(false);
+        if !ready {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let startup = started.elapsed();
+    let rss_started = rss_mib(server.pid());
+    let after_load = load(server.addr, &binary, 16, duration);
+    let rss_loaded = rss_mib(server.pid());
+    let file_mib = std::fs::metadata(&case.model).map_or(0.0, |m| m.len() as f64) / 1048576.0;
+    println!(
+        "\nstart to /readyz 200: {}; RSS after start-up {rss_started:.1} MiB, after {} \
+         requests at 16 clients {rss_loaded:.1} MiB; model file {file_mib:.1} MiB \
+         (RSS / file {:.2}x)\n",
+        ms(startup),
+        (after_load.per_second * duration.as_secs_f64()) as u64,
+        rss_loaded / file_mib.max(f64::MIN_POSITIVE)
+    );
+}

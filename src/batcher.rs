@@ -1,0 +1,369 @@
+//! Dynamic batching (`--max-batch-size`, `--batch-delay-us`): concurrent requests to a model
+//! whose inputs and outputs all start with the same variable (batch) dimension are stacked
+//! into one run and split back, each caller getting exactly its own rows.
+//!
+//! A fixed set of runner threads (one per worker) takes the waiting requests. A runner that
+//! finds requests waiting takes as many as fit in `max_rows`, all with the same shape past
+//! the batch dimension, in arrival order. While every runner is busy, requests pile up and
+//! the next batch is larger: under load batches grow by themselves, and a lone request runs
+//! at once. `delay` lets a runner wait a little for more requests before it starts a batch
+//! that is not full, trading that much latency for larger batches.
+
+use crate::model::RunError;
+use crate::tensor::Tensor;
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How batches are formed.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchConfig {
+    /// Rows (items along the batch dimension) in one run, at most.
+    pub max_rows: usize,
+    /// How long a runner may wait for more requests before it runs a batch that is not full.
+    pub delay: Duration,
+    /// Runner threads: batches running at once.
+    pub runners: usize,
+    /// Requests that may wait for a runner; past that, `RunError::Busy`.
+    pub max_waiting: usize,
+}
+
+/// Runs the model on a batch: the same contract as `Model::run`.
+pub type RunFn = dyn Fn(Vec<Tensor>) -> Result<Vec<Tensor>, RunError> + Send + Sync;
+
+pub struct Batcher {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: BatchConfig,
+    run: Box<RunFn>,
+    waiting: Mutex<VecDeque<Waiting>>,
+    arrived: Condvar,
+}
+
+/// A request waiting for a runner.
+struct Waiting {
+    inputs: Vec<Tensor>,
+    rows: usize,
+    arrived: Instant,
+    reply: SyncSender<Result<Vec<Tensor>, RunError>>,
+}
+
+impl Batcher {
+    /// Starts the runner threads.
+    pub fn start(config: BatchConfig, run: Box<RunFn>) -> std::io::Result<Batcher> {
+        let shared = Arc::new(Shared {
+            config,
+            run,
+            waiting: Mutex::new(VecDeque::new()),
+            arrived: Condvar::new(),
+        });
+        for n in 0..config.runners.max(1) {
+            let shared = shared.clone();
+            thread::Builder::new()
+                .name(format!("batch-{n}"))
+                .spawn(move || shared.runner_loop())?;
+        }
+        Ok(Batcher { shared })
+    }
+
+    /// Runs `inputs` (already checked against the signature, batch dimension first) as part
+    /// of a batch, and returns this request's own rows of the outputs.
+    pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RunError> {
+        let shared = &self.shared;
+        let rows = inputs.first().and_then(|t| t.shape.first()).copied();
+        let rows = match rows {
+            // Nothing to stack with: run it alone, here.
+            None | Some(0) => return (shared.run)(inputs),
+            Some(rows) => rows,
+        };
+        let (reply, answer) = sync_channel(1);
+        {
+            let mut waiting = shared.lock();
+            if waiting.len() >= shared.config.max_waiting {
+                return Err(RunError::Busy(format!(
+                    "the server is busy: {} requests are already waiting (--queue)",
+                    waiting.len()
+                )));
+            }
+            waiting.push_back(Waiting {
+                inputs,
+                rows,
+                arrived: Instant::now(),
+                reply,
+            });
+        }
+        shared.arrived.notify_one();
+        answer.recv().unwrap_or_else(|_| {
+            Err(RunError::Failed(
+                "the batch this request was part of was lost".into(),
+            ))
+        })
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Waiting>> {
+        // The queue is consistent between statements; a poisoned lock changes nothing.
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn runner_loop(&self) {
+        loop {
+            let batch = self.next_batch();
+            // Our own code between the model and the callers must not take the runner down
+            // with it; the callers of a batch lost this way get an error (their senders drop).
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.execute(batch))) {
+                log::error!("a batch runner panicked: {}", crate::panic_message(&*panic));
+            }
+        }
+    }
+
+    /// Waits for requests, lets more arrive for up to `delay`, and takes a batch.
+    fn next_batch(&self) -> Vec<Waiting> {
+        let config = self.config;
+        let mut waiting = self.lock();
+        loop {
+            while waiting.is_empty() {
+                waiting = self
+                    .arrived
+                    .wait(waiting)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+            let deadline = waiting[0].arrived + config.delay;
+            while !waiting.is_empty() && rows(&waiting) < config.max_rows {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                waiting = self
+                    .arrived
+                    .wait_timeout(waiting, deadline - now)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+            // Another runner may have taken them while this one waited.
+            if !waiting.is_empty() {
+                let batch = take_batch(&mut waiting, config.max_rows);
+                if !waiting.is_empty() {
+                    // More are waiting: let another runner start on them.
+                    self.arrived.notify_one();
+                }
+                return batch;
+            }
+        }
+    }
+
+    fn execute(&self, batch: Vec<Waiting>) {
+        if let [_] = batch.as_slice() {
+            let one = batch.into_iter().next().expect("one request");
+            let _ = one.reply.send((self.run)(one.inputs));
+            return;
+        }
+        let counts: Vec<usize> = batch.iter().map(|w| w.rows).collect();
+        log::debug!(
+            "running a batch of {} rows from {} requests",
+            counts.iter().sum::<usize>(),
+            counts.len()
+        );
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut stacked: Option<Vec<Tensor>> = None;
+        for waiting in batch {
+            replies.push(waiting.reply);
+            match &mut stacked {
+                None => stacked = Some(waiting.inputs),
+                Some(stacked) => {
+                    for (into, tensor) in stacked.iter_mut().zip(waiting.inputs) {
+                        into.append_rows(tensor);
+                    }
+                }
+            }
+        }
+        let outputs = (self.run)(stacked.unwrap_or_default());
+        match outputs.and_then(|outputs| split(outputs, &counts)) {
+            Ok(per_request) => {
+                for (reply, outputs) in replies.into_iter().zip(per_request) {
+                    let _ = reply.send(Ok(outputs));
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn rows(waiting: &VecDeque<Waiting>) -> usize {
+    waiting.iter().map(|w| w.rows).sum()
+}
+
+/// The shape of each input past the batch dimension: only requests that agree on it can be
+/// stacked.
+fn inner_shapes(inputs: &[Tensor]) -> impl Iterator<Item = &[usize]> {
+    inputs.iter().map(|t| t.shape.get(1..).unwrap_or_default())
+}
+
+/// Takes the first waiting request and, in arrival order, every later one that has the same
+/// inner shapes and still fits in `max_rows`. The others keep their places.
+fn take_batch(waiting: &mut VecDeque<Waiting>, max_rows: usize) -> Vec<Waiting> {
+    let first = waiting.pop_front().expect("a request is waiting");
+    let mut rows = first.rows;
+    let mut batch = vec![first];
+    let mut ix = 0;
+    while ix < waiting.len() && rows < max_rows {
+        let candidate = &waiting[ix];
+        let fits = rows + candidate.rows <= max_rows
+            && inner_shapes(&candidate.inputs).eq(inner_shapes(&batch[0].inputs));
+        if fits {
+            rows += candidate.rows;
+            batch.extend(waiting.remove(ix));
+        } else {
+            ix += 1;
+        }
+    }
+    batch
+}
+
+/// Splits each output along its first dimension into `counts` rows per request.
+fn split(outputs: Vec<Tensor>, counts: &[usize]) -> Result<Vec<Vec<Tensor>>, RunError> {
+    let total: usize = counts.iter().sum();
+    let mut per_request: Vec<Vec<Tensor>> = counts.iter().map(|_| Vec::new()).collect();
+    for output in outputs {
+        if output.shape.first() != Some(&total) {
+            return Err(RunError::Failed(format!(
+                "a batch of {total} rows gave an output of shape {:?}, which cannot be split \
+                 back into requests",
+                output.shape
+            )));
+        }
+        for (mine, part) in per_request.iter_mut().zip(output.split_rows(counts)) {
+            mine.push(part);
+        }
+    }
+    Ok(per_request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::TensorData;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn rows_of(values: &[i64], width: usize) -> Tensor {
+        Tensor::new(
+            vec![values.len() / width, width],
+            TensorData::Int64(values.to_vec()),
+        )
+        .unwrap()
+    }
+
+    /// A "model" that doubles its input and records the batch sizes it saw.
+    fn doubler(config: BatchConfig, seen: Arc<Mutex<Vec<usize>>>) -> Batcher {
+        Batcher::start(
+            config,
+            Box::new(move |inputs: Vec<Tensor>| {
+                let input = &inputs[0];
+                seen.lock().unwrap().push(input.shape[0]);
+                // Long enough for concurrent callers to pile up behind a busy runner.
+                thread::sleep(Duration::from_millis(20));
+                let TensorData::Int64(values) = &input.data else {
+                    unreachable!()
+                };
+                let doubled = values.iter().map(|v| v * 2).collect();
+                Ok(vec![
+                    Tensor::new(input.shape.clone(), TensorData::Int64(doubled)).unwrap(),
+                ])
+            }),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn concurrent_callers_are_batched_and_get_exactly_their_rows() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let config = BatchConfig {
+            max_rows: 64,
+            delay: Duration::from_millis(5),
+            runners: 1,
+            max_waiting: 1000,
+        };
+        let batcher = Arc::new(doubler(config, seen.clone()));
+        let done = Arc::new(AtomicUsize::new(0));
+        let callers: Vec<_> = (0..24)
+            .map(|caller| {
+                let batcher = batcher.clone();
+                let done = done.clone();
+                thread::spawn(move || {
+                    // Callers send 1, 2 or 3 rows of width 2, with values that name them.
+                    let n = 1 + caller % 3;
+                    let values: Vec<i64> = (0..n * 2).map(|i| (caller * 100 + i) as i64).collect();
+                    let out = batcher.run(vec![rows_of(&values, 2)]).unwrap();
+                    let doubled: Vec<i64> = values.iter().map(|v| v * 2).collect();
+                    assert_eq!(out[0].shape, vec![n, 2]);
+                    assert_eq!(out[0].data, TensorData::Int64(doubled));
+                    done.fetch_add(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        for caller in callers {
+            caller.join().unwrap();
+        }
+        assert_eq!(done.load(Ordering::SeqCst), 24);
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen.iter().sum::<usize>(),
+            (0..24).map(|c: usize| 1 + c % 3).sum::<usize>()
+        );
+        assert!(
+            seen.iter().any(|&rows| rows > 3),
+            "some runs stacked several callers: {seen:?}"
+        );
+        assert!(seen.iter().all(|&rows| rows <= 64), "{seen:?}");
+    }
+
+    #[test]
+    fn batches_hold_at_most_max_rows_and_only_equal_inner_shapes() {
+        let (tx, _rx) = sync_channel(1);
+        let waiting = |rows: usize, width: usize| Waiting {
+            inputs: vec![rows_of(&vec![0; rows * width], width)],
+            rows,
+            arrived: Instant::now(),
+            reply: tx.clone(),
+        };
+        let mut queue: VecDeque<Waiting> = [
+            waiting(2, 3),
+            waiting(1, 4),
+            waiting(3, 3),
+            waiting(4, 3),
+            waiting(1, 3),
+        ]
+        .into();
+        let batch = take_batch(&mut queue, 6);
+        let taken: Vec<usize> = batch.iter().map(|w| w.rows).collect();
+        assert_eq!(taken, vec![2, 3, 1]);
+        let left: Vec<usize> = queue.iter().map(|w| w.rows).collect();
+        assert_eq!(left, vec![1, 4]);
+    }
+
+    #[test]
+    fn a_full_queue_is_refused_and_a_failed_run_fails_every_caller() {
+        let config = BatchConfig {
+            max_rows: 8,
+            delay: Duration::ZERO,
+            runners: 1,
+            max_waiting: 0,
+        };
+        let batcher = Batcher::start(config, Box::new(|_| Ok(vec![]))).unwrap();
+        let err = batcher.run(vec![rows_of(&[1, 2], 2)]).unwrap_err();
+        assert!(matches!(err, RunError::Busy(_)), "{err:?}");
+
+        let err = split(vec![rows_of(&[1, 2, 3, 4], 2)], &[1, 2]).unwrap_err();
+        assert!(matches!(err, RunError::Failed(m) if m.contains("cannot be split")));
+    }
+}
