@@ -4,7 +4,7 @@
 //! Every model route also answers under `/versions/{v}`; a path without a version reaches
 //! the one model, a path with another version than the served one is 404.
 
-mod infer;
+pub mod infer;
 
 use super::{check_model, predict_with, run_checked};
 use crate::app::App;
