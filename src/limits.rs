@@ -21,6 +21,7 @@ pub struct OpenFiles {
 /// Raises the soft open-file limit to the hard limit; an unprivileged process may always
 /// do this.
 #[cfg(unix)]
+#[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, not on every Unix
 pub fn raise_open_files_limit() -> std::io::Result<OpenFiles> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

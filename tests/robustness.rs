@@ -799,3 +799,82 @@ fn fifty_stalled_clients_do_not_delay_a_normal_request() {
     drop(stalled);
     assert_still_serving(&server, "50 stalled clients");
 }
+
+/// Opens `n` connections and sends one request on each before reading any answer: all of
+/// them are open at once. Returns how many got a 200.
+fn connections_at_once(server: &Server, n: usize) -> usize {
+    let mut streams = Vec::new();
+    for _ in 0..n {
+        match TcpStream::connect(server.addr) {
+            Ok(stream) => streams.push(stream),
+            Err(_) => break,
+        }
+    }
+    let mut answered = 0;
+    for stream in &mut streams {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        if stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .is_ok()
+            && read_response(stream).is_ok_and(|r| r.status == 200)
+        {
+            answered += 1;
+        }
+    }
+    answered
+}
+
+fn hard_open_files_limit() -> u64 {
+    let output = std::process::Command::new("sh")
+        .args(["-c", "ulimit -Hn"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.trim().parse().unwrap_or(u64::MAX) // "unlimited"
+}
+
+#[test]
+fn a_low_soft_open_file_limit_is_raised_so_a_flood_of_connections_is_served() {
+    if hard_open_files_limit() < 1024 {
+        eprintln!("skipped: the hard open-file limit is under 1024 here");
+        return;
+    }
+    // Each connection costs tiny_http two descriptors: 64 would last about 20 connections.
+    let server = Server::builder().shell_first("ulimit -Sn 64").start();
+    assert!(
+        server.log().contains("open-file limit raised from 64 to"),
+        "{}",
+        server.log()
+    );
+    assert_eq!(connections_at_once(&server, 300), 300);
+    assert_still_serving(&server, "300 connections at once");
+}
+
+#[test]
+fn when_the_listener_dies_of_a_connection_flood_the_server_exits_1_for_its_supervisor() {
+    // With no room to raise the limit, accept() fails with EMFILE, which ends tiny_http's
+    // accept loop: the port would still take connections and never answer them.
+    let mut server = Server::builder().shell_first("ulimit -n 64").start();
+    assert!(
+        server.log().contains("open-file limit: 64"),
+        "{}",
+        server.log()
+    );
+    let flood: Vec<TcpStream> = (0..100)
+        .filter_map(|_| TcpStream::connect(server.addr).ok())
+        .collect();
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .expect("the server exits");
+    drop(flood);
+    assert_eq!(status.code(), Some(1), "{}", server.log());
+    assert!(
+        server
+            .log()
+            .contains("exiting so that a supervisor can restart the server"),
+        "{}",
+        server.log()
+    );
+}
