@@ -878,3 +878,63 @@ fn when_the_listener_dies_of_a_connection_flood_the_server_exits_1_for_its_super
         server.log()
     );
 }
+
+fn threads_of(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+/// What tiny_http 0.12 does that our layer cannot prevent, shown so that the README's
+/// threat model stays true: if one of these starts to fail, tiny_http changed.
+/// deploy/nginx.conf closes both (tests/proxy.rs).
+#[test]
+fn tiny_http_defects_that_only_a_proxy_closes() {
+    // 1. Each HTTP/2.0 request line deadlocks its connection thread for good: a thread and
+    //    two descriptors leaked, whatever the timeouts.
+    let mut server = server();
+    let before = threads_of(server.pid());
+    let stuck: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = server.connect();
+            s.write_all(b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    drop(stuck);
+    // Well past --keep-alive-timeout (1s), which ends every other kind of idle connection.
+    thread::sleep(Duration::from_secs(3));
+    let after = threads_of(server.pid());
+    assert!(
+        after >= before + 8,
+        "threads: {before} before, {after} after"
+    );
+    assert_still_serving(&server, "HTTP/2.0 request lines");
+
+    // 2. A request refused unread (413) whose Content-Length is beyond the machine's memory:
+    //    when the request is dropped tiny_http allocates the declared size to drain it, and
+    //    the failed allocation aborts the whole process.
+    let mut stream = server.connect();
+    let reply = common::exchange(
+        &mut stream,
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000000\r\n\r\n",
+    );
+    assert_eq!(reply.status, 413);
+    let status = server.wait_exit(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the process was expected to abort: {status:?}"
+    );
+    assert!(
+        server.wait_for_log(
+            "memory allocation of 1000000000000000 bytes failed",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        server.log()
+    );
+}
