@@ -64,24 +64,35 @@ fn reachable(listening: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Keeps tiny_http's `accept()` on `listener_fd` from timing out, by interrupting it every
-/// `period`. Fails (and the listener must then get no timeout) where the accept thread
-/// cannot be found: outside Linux, or without `/proc`.
+/// The id of tiny_http's accept thread: the thread of this process blocked in `accept()`
+/// on `listener_fd`. Waits up to a second for it to get there. Fails outside Linux, or
+/// without `/proc`.
 #[cfg(target_os = "linux")]
-pub fn keep_accept_alive(listener_fd: i32, period: Duration) -> Result<(), String> {
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicBool;
-
+pub fn find_accept_thread(listener_fd: i32) -> Result<i32, String> {
     let deadline = Instant::now() + Duration::from_secs(1);
-    let tid = loop {
+    loop {
         if let Some(tid) = accept_thread(listener_fd) {
-            break tid;
+            return Ok(tid);
         }
         if Instant::now() > deadline {
             return Err("tiny_http's accept thread was not found in /proc/self/task".into());
         }
         thread::sleep(Duration::from_millis(5));
-    };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn find_accept_thread(_listener_fd: i32) -> Result<i32, String> {
+    Err("finding the accept thread needs Linux".into())
+}
+
+/// Keeps tiny_http's `accept()` on `listener_fd`, in thread `tid`, from timing out, by
+/// interrupting it every `period`.
+#[cfg(target_os = "linux")]
+pub fn keep_accept_alive(tid: i32, listener_fd: i32, period: Duration) -> Result<(), String> {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
     // The handler only has to exist: without one the signal would end the process.
     signal_hook::flag::register(libc::SIGUSR2, Arc::new(AtomicBool::new(false)))
         .map_err(|e| format!("cannot install a SIGUSR2 handler: {e}"))?;
@@ -106,7 +117,7 @@ pub fn keep_accept_alive(listener_fd: i32, period: Duration) -> Result<(), Strin
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn keep_accept_alive(_listener_fd: i32, _period: Duration) -> Result<(), String> {
+pub fn keep_accept_alive(_tid: i32, _listener_fd: i32, _period: Duration) -> Result<(), String> {
     Err("idle timeouts need Linux".into())
 }
 

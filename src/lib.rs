@@ -14,6 +14,7 @@ pub mod embedded;
 pub mod error;
 pub mod healthcheck;
 pub mod http;
+pub mod limits;
 pub mod model;
 pub mod model_path;
 pub mod rotation;

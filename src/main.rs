@@ -172,6 +172,7 @@ fn serve(cli: &Cli) -> ExitCode {
         Ok(address) => address,
         Err(e) => return cannot_start(e),
     };
+    raise_open_files_limit();
     let settings = args.settings();
     let listener = match server::bind(address, &settings) {
         Ok(listener) => listener,
@@ -218,6 +219,21 @@ fn serve(cli: &Cli) -> ExitCode {
             error!("{fatal}; exiting so that a supervisor can restart the server");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Each connection takes two file descriptors: the usual soft limit of 1024 would let a few
+/// hundred idle clients stop the listener (src/limits.rs).
+fn raise_open_files_limit() {
+    match onnx_serve::limits::raise_open_files_limit() {
+        Ok(files) if files.now > files.before => {
+            info!(
+                "open-file limit raised from {} to {}",
+                files.before, files.now
+            )
+        }
+        Ok(files) => info!("open-file limit: {}", files.now),
+        Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
     }
 }
 

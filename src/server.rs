@@ -10,6 +10,7 @@ use crate::app::App;
 use crate::conn_pool;
 use crate::error::ApiError;
 use crate::http::{BodyLimits, Request, Response};
+use crate::limits;
 use crate::rotation::Rotation;
 use crate::routes;
 use log::{debug, error, info, log_enabled, warn};
@@ -99,20 +100,26 @@ impl Server {
         let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
         let http = tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?;
         conn_pool::park_permanent_threads(local_addr)?;
+        let accept_thread = conn_pool::find_accept_thread(listener_fd);
         if let Some(timeout) = settings.keep_alive_timeout {
-            match conn_pool::keep_accept_alive(listener_fd, timeout / 3) {
+            let kept = accept_thread
+                .clone()
+                .and_then(|tid| conn_pool::keep_accept_alive(tid, listener_fd, timeout / 3));
+            match kept {
                 // From now on every accepted socket inherits the timeout.
                 Ok(()) => SockRef::from(&our_handle).set_read_timeout(Some(timeout))?,
                 Err(e) => warn!("idle connections will not be closed (--keep-alive-timeout): {e}"),
             }
         }
         let (events_tx, events) = channel();
+        let stopping = Arc::new(AtomicBool::new(false));
+        watch_accept_thread(accept_thread, stopping.clone(), events_tx.clone());
         let keep_idle = (2 * app.workers.slots()).max(16);
         let shared = Arc::new(Shared {
             rotation: Rotation::new(settings.max_connection_age),
             request_ids: RequestIds::new(),
             events: events_tx.clone(),
-            stopping: Arc::new(AtomicBool::new(false)),
+            stopping,
             threads: AtomicUsize::new(0),
             idle_threads: AtomicUsize::new(0),
             keep_idle,
@@ -181,6 +188,29 @@ impl Server {
             }
             thread::sleep(Duration::from_millis(5));
         }
+    }
+}
+
+/// A dead accept thread leaves a port that takes connections into its backlog and never
+/// answers: turn that into a fatal event, so the process exits and is restarted.
+fn watch_accept_thread(
+    accept_thread: Result<i32, String>,
+    stopping: Arc<AtomicBool>,
+    events: Sender<Event>,
+) {
+    let watched = accept_thread.and_then(|tid| {
+        limits::watch_thread(tid, move || {
+            if !stopping.load(Ordering::SeqCst) {
+                let _ = events.send(Event::Fatal(
+                    "tiny_http's accept thread died: the listener no longer accepts connections"
+                        .into(),
+                ));
+            }
+        })
+        .map_err(|e| e.to_string())
+    });
+    if let Err(e) = watched {
+        warn!("a dead listener will not be noticed: {e}");
     }
 }
 

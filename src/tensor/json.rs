@@ -338,7 +338,8 @@ impl<'de, E: Element> Visitor<'de> for NestedSeed<'_, '_, E> {
         if self.depth >= self.acc.max_rank {
             return Err(self.acc.error(format_args!(
                 "lists nested deeper than the input's {} dimensions",
-                self.acc.max_rank
+                // One extra level is let through for the clearer shape message.
+                self.acc.max_rank - 1
             )));
         }
         let mut len = 0;

@@ -45,6 +45,7 @@ pub struct Builder {
     args: Vec<String>,
     env: Vec<(String, String)>,
     wait_ready: bool,
+    shell: Option<String>,
 }
 
 impl Builder {
@@ -63,6 +64,13 @@ impl Builder {
         self
     }
 
+    /// Run these shell commands first, in the shell that then execs the server: limits
+    /// such as `ulimit -Sn 64`.
+    pub fn shell_first(mut self, commands: &str) -> Builder {
+        self.shell = Some(commands.into());
+        self
+    }
+
     /// Return as soon as the server listens, before the model is loaded.
     pub fn no_wait(mut self) -> Builder {
         self.wait_ready = false;
@@ -70,7 +78,16 @@ impl Builder {
     }
 
     pub fn start(self) -> Server {
-        let mut command = Command::new(binary());
+        let mut command = match &self.shell {
+            Some(commands) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("{commands} && exec \"$0\" \"$@\""))
+                    .arg(binary());
+                sh
+            }
+            None => Command::new(binary()),
+        };
         command.args(&self.args).current_dir(repo());
         let port_from_env = self
             .env
@@ -138,6 +155,7 @@ impl Server {
             args: Vec::new(),
             env: Vec::new(),
             wait_ready: true,
+            shell: None,
         }
     }
 

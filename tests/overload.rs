@@ -1,0 +1,290 @@
+//! Overload and deploys: load shedding at four times the sustainable rate, and SIGTERM
+//! while clients are sending. Both use slow.onnx, whose runs take tens of milliseconds, and
+//! bounded load generators (fixed client counts, fixed durations).
+
+mod common;
+
+use common::{RawResponse, Server, fixture_model, try_read_response};
+use serde_json::json;
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+fn slow_request() -> Vec<u8> {
+    let body = serde_json::to_vec(&json!({"inputs": [vec![0.25; 1024]]})).unwrap();
+    let mut request = format!(
+        "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    request
+}
+
+fn connect(server: &Server) -> TcpStream {
+    let stream = server.connect();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// Sequential requests on one connection: the median time of one.
+fn unloaded_median(server: &Server, samples: usize) -> Duration {
+    let mut stream = connect(server);
+    let request = slow_request();
+    let mut times: Vec<Duration> = (0..samples)
+        .map(|_| {
+            let started = Instant::now();
+            let reply = common::exchange(&mut stream, &request);
+            assert_eq!(reply.status, 200);
+            started.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[samples / 2]
+}
+
+fn send(stream: &mut TcpStream, request: &[u8]) -> Option<RawResponse> {
+    stream.write_all(request).ok()?;
+    try_read_response(stream)
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    assert!(!times.is_empty());
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// An open-loop load: request `i` is due at `i * interval` for `duration`, whatever became
+/// of the earlier ones, sent by a fixed set of clients on kept-alive connections. Returns
+/// the status and time of every request.
+fn open_loop(server: &Server, interval: Duration, duration: Duration) -> Vec<(u16, Duration)> {
+    const CLIENTS: usize = 16;
+    let total = (duration.as_secs_f64() / interval.as_secs_f64()) as usize;
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let start = Instant::now() + Duration::from_millis(50);
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|k| {
+            let results = results.clone();
+            let mut stream = connect(server);
+            let addr = server.addr;
+            thread::spawn(move || {
+                let request = slow_request();
+                for i in (k..total).step_by(CLIENTS) {
+                    let due = start + interval * i as u32;
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        thread::sleep(wait);
+                    }
+                    let sent = Instant::now();
+                    let reply = match send(&mut stream, &request) {
+                        Some(reply) => reply,
+                        // An idle connection closed by --keep-alive-timeout: a new one.
+                        None => {
+                            stream = TcpStream::connect(addr).unwrap();
+                            send(&mut stream, &request).expect("an answer")
+                        }
+                    };
+                    results.lock().unwrap().push((reply.status, sent.elapsed()));
+                    if reply.header("Connection").as_deref() == Some("close") {
+                        stream = TcpStream::connect(addr).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    Arc::try_unwrap(results).unwrap().into_inner().unwrap()
+}
+
+#[test]
+fn at_four_times_the_sustainable_rate_the_excess_is_refused_quickly_and_the_rest_served_on_time() {
+    // One worker and no queue: a request is taken only when it can start computing at once.
+    // With a deeper queue every accepted request would first wait for those ahead of it.
+    let server = Server::builder()
+        .args([
+            "--model",
+            &fixture_model("slow.onnx"),
+            "--workers",
+            "1",
+            "--queue",
+            "0",
+        ])
+        .start();
+    unloaded_median(&server, 2); // warm-up
+    let unloaded = unloaded_median(&server, 7);
+    // One worker sustains one request per `unloaded`; send four in that time, for long
+    // enough that a few dozen are accepted.
+    let duration = (unloaded * 30).clamp(Duration::from_secs(3), Duration::from_secs(20));
+    let results = open_loop(&server, unloaded / 4, duration);
+
+    let accepted: Vec<Duration> = results.iter().filter(|r| r.0 == 200).map(|r| r.1).collect();
+    let refused: Vec<Duration> = results.iter().filter(|r| r.0 == 503).map(|r| r.1).collect();
+    let summary = format!(
+        "unloaded {unloaded:?}; {} requests in {duration:?}: {} accepted (median {:?}), {} refused (median {:?})",
+        results.len(),
+        accepted.len(),
+        accepted
+            .iter()
+            .copied()
+            .min()
+            .map(|_| median(accepted.clone())),
+        refused.len(),
+        refused
+            .iter()
+            .copied()
+            .min()
+            .map(|_| median(refused.clone())),
+    );
+    println!("{summary}");
+    assert_eq!(accepted.len() + refused.len(), results.len(), "{summary}");
+    // The worker stays busy: at least half of what it can do is done.
+    let capacity = duration.as_secs_f64() / unloaded.as_secs_f64();
+    assert!(accepted.len() as f64 >= capacity / 2.0, "{summary}");
+    assert!(refused.len() >= results.len() / 2, "{summary}");
+    assert!(median(accepted) <= unloaded * 2, "{summary}");
+    // Refused at once: without waiting for the model.
+    assert!(median(refused) < unloaded / 2, "{summary}");
+
+    // The load falls: the next requests are served as if nothing happened.
+    let after = unloaded_median(&server, 5);
+    assert!(
+        after <= unloaded * 2,
+        "after the load: {after:?}; {summary}"
+    );
+}
+
+/// What became of one request during the shutdown test.
+#[derive(Debug, PartialEq, Eq)]
+enum Fate {
+    /// A whole response with this status.
+    Answered(u16, bool),
+    /// The connection closed before any byte of an answer: the server never took it.
+    NotTaken,
+    /// Part of a response, then the connection ended: never acceptable.
+    Cut(String),
+}
+
+fn fate(stream: &mut TcpStream, request: &[u8]) -> Fate {
+    use std::io::Read;
+    if stream.write_all(request).is_err() {
+        return Fate::NotTaken;
+    }
+    let mut first = [0u8; 1];
+    match stream.read(&mut first) {
+        Ok(1) => {}
+        _ => return Fate::NotTaken,
+    }
+    let mut rest = Vec::new();
+    let mut head = vec![first[0]];
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return Fate::Cut(String::from_utf8_lossy(&head).into_owned()),
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    rest.resize(length, 0);
+    if let Err(e) = stream.read_exact(&mut rest) {
+        return Fate::Cut(format!("{head} then {e}"));
+    }
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    Fate::Answered(status, head.contains("Connection: close"))
+}
+
+#[test]
+fn sigterm_while_32_clients_send_lets_every_accepted_request_finish_then_exits_0() {
+    let mut server = Server::builder()
+        .args([
+            "--model",
+            &fixture_model("slow.onnx"),
+            "--workers",
+            "2",
+            "--shutdown-timeout",
+            "120s",
+        ])
+        .start();
+    let signalled = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..32)
+        .map(|_| {
+            let (addr, signalled) = (server.addr, signalled.clone());
+            thread::spawn(move || {
+                let request = slow_request();
+                let mut fates = Vec::new();
+                let Ok(mut stream) = TcpStream::connect(addr) else {
+                    return fates;
+                };
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(120)))
+                    .unwrap();
+                // Requests back to back until the server closes this connection; then
+                // a new connection, until one is refused after the signal.
+                for _ in 0..1000 {
+                    let fate = fate(&mut stream, &request);
+                    let closed = !matches!(fate, Fate::Answered(_, false));
+                    fates.push(fate);
+                    if closed {
+                        if signalled.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        match TcpStream::connect(addr) {
+                            Ok(s) => stream = s,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                fates
+            })
+        })
+        .collect();
+    // Every client has a request in flight or queued.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server.log().contains("POST /predict 200") && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    thread::sleep(Duration::from_millis(200));
+    let sent_at = Instant::now();
+    signalled.store(true, Ordering::SeqCst);
+    server.signal("TERM");
+    let status = server
+        .wait_exit(Duration::from_secs(150))
+        .expect("the server exits");
+    let drained_in = sent_at.elapsed();
+    let fates: Vec<Fate> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+    assert!(drained_in < Duration::from_secs(120));
+    let cut: Vec<&Fate> = fates.iter().filter(|f| matches!(f, Fate::Cut(_))).collect();
+    assert!(cut.is_empty(), "responses cut short: {cut:?}");
+    let answered = fates
+        .iter()
+        .filter(|f| matches!(f, Fate::Answered(200, _)))
+        .count();
+    let odd: Vec<&Fate> = fates
+        .iter()
+        .filter(|f| matches!(f, Fate::Answered(s, _) if *s != 200 && *s != 503))
+        .collect();
+    assert!(odd.is_empty(), "{odd:?}");
+    // Every prediction the server logged as answered reached its client whole.
+    let logged = server.log().matches("POST /predict 200").count();
+    assert_eq!(logged, answered, "{}", server.log());
+    assert!(!server.log().contains("write failed"), "{}", server.log());
+    // The requests queued when the signal came were many: they all finished.
+    assert!(answered >= 32, "only {answered} answered: {fates:?}");
+    println!(
+        "{answered} answered, drained in {drained_in:?}; fates: {} not taken",
+        fates.iter().filter(|f| **f == Fate::NotTaken).count()
+    );
+}
