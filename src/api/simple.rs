@@ -120,6 +120,17 @@ struct Ready {
 
 /// Decodes `{"inputs": ...}` into tensors in the model's input order.
 pub fn decode_request(signature: &Signature, body: &[u8]) -> Result<Vec<Tensor>, ApiError> {
+    if let [spec] = signature.inputs.as_slice()
+        && let Some(tensor) = crate::tensor::fast_json::decode_predict_body(spec, body)
+    {
+        return Ok(vec![tensor]);
+    }
+    decode_request_general(signature, body)
+}
+
+/// The general decoder alone, without the fast path: the reference the fast path must
+/// agree with (its tests and the fuzzer compare them).
+pub fn decode_request_general(signature: &Signature, body: &[u8]) -> Result<Vec<Tensor>, ApiError> {
     decode_json(RequestSeed { signature }, body)
 }
 

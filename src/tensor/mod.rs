@@ -3,6 +3,7 @@
 //! Nothing here knows tract: `model.rs` converts these tensors to and from the engine's own.
 
 pub mod binary;
+pub mod fast_json;
 pub mod json;
 
 use half::f16;
