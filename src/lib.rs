@@ -21,6 +21,7 @@ pub mod rotation;
 pub mod routes;
 pub mod server;
 pub mod signature;
+pub mod starved;
 pub mod tensor;
 pub mod workers;
 

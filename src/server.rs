@@ -13,6 +13,7 @@ use crate::http::{BodyLimits, Request, Response};
 use crate::limits;
 use crate::rotation::Rotation;
 use crate::routes;
+use crate::starved::Starved;
 use log::{debug, error, info, log_enabled, warn};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use std::io;
@@ -78,6 +79,7 @@ struct Shared {
     http: tiny_http::Server,
     settings: Settings,
     rotation: Rotation,
+    starved: Arc<Starved>,
     request_ids: RequestIds,
     events: Sender<Event>,
     stopping: Arc<AtomicBool>,
@@ -111,12 +113,15 @@ impl Server {
                 Err(e) => warn!("idle connections will not be closed (--keep-alive-timeout): {e}"),
             }
         }
+        let starved = Arc::new(Starved::default());
+        starved.watch(local_addr.port())?;
         let (events_tx, events) = channel();
         let stopping = Arc::new(AtomicBool::new(false));
         watch_accept_thread(accept_thread, stopping.clone(), events_tx.clone());
         let keep_idle = (2 * app.workers.slots()).max(16);
         let shared = Arc::new(Shared {
             rotation: Rotation::new(settings.max_connection_age),
+            starved,
             request_ids: RequestIds::new(),
             events: events_tx.clone(),
             stopping,
@@ -290,7 +295,7 @@ impl Shared {
             self.rotation.forget(peer);
             true
         } else {
-            self.rotation.should_close(peer, received)
+            self.rotation.should_close(peer, received) || self.starved.take_close()
         };
         let status = response.status;
         let log_line = log_enabled!(target: "onnx_serve::access", log::Level::Info).then(|| {

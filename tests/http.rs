@@ -173,6 +173,61 @@ fn thirty_two_keep_alive_clients_at_once_on_a_fresh_server_all_get_answers() {
 }
 
 #[test]
+fn a_burst_that_finds_an_idle_pool_thread_is_served_at_once_too() {
+    // A client that came and went leaves a tiny_http pool thread idle for 5 s; a burst then
+    // is queued behind that one thread, which keeps the first connection while its client
+    // keeps sending (src/starved.rs). 32 clients that each send requests back to back for
+    // 2.5 s, reconnecting when told `Connection: close` as HTTP clients do, must all get
+    // their first answer within 1.5 s.
+    let server = Arc::new(Server::digits());
+    let request: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    for trial in 0..3 {
+        let mut one = server.connect();
+        assert_eq!(exchange(&mut one, request).status, 200);
+        drop(one);
+        thread::sleep(Duration::from_millis(200));
+
+        server.signal("STOP");
+        let streams: Vec<_> = (0..32)
+            .map(|_| std::net::TcpStream::connect(server.addr).unwrap())
+            .collect();
+        server.signal("CONT");
+        let started = Instant::now();
+        let clients: Vec<_> = streams
+            .into_iter()
+            .map(|mut stream| {
+                let server = server.clone();
+                thread::spawn(move || {
+                    let mut first_answer = None;
+                    while started.elapsed() < Duration::from_millis(2500) {
+                        stream
+                            .set_read_timeout(Some(Duration::from_secs(3)))
+                            .unwrap();
+                        stream.write_all(request).unwrap();
+                        let Some(reply) = common::try_read_response(&mut stream) else {
+                            break;
+                        };
+                        assert_eq!(reply.status, 200);
+                        first_answer.get_or_insert(started.elapsed());
+                        if reply.header("Connection").as_deref() == Some("close") {
+                            stream = server.connect();
+                        }
+                    }
+                    first_answer
+                })
+            })
+            .collect();
+        let firsts: Vec<Option<Duration>> =
+            clients.into_iter().map(|c| c.join().unwrap()).collect();
+        let late = firsts
+            .iter()
+            .filter(|f| f.is_none_or(|d| d > Duration::from_millis(1500)))
+            .count();
+        assert_eq!(late, 0, "trial {trial}: first answers {firsts:?}");
+    }
+}
+
+#[test]
 fn a_response_over_1_kib_on_a_kept_alive_connection_is_not_delayed() {
     // Without TCP_NODELAY the second segment of such a response waits for the client's
     // delayed ACK: ~40 ms per request on loopback.
