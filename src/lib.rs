@@ -15,6 +15,7 @@ pub mod error;
 pub mod healthcheck;
 pub mod http;
 pub mod limits;
+pub mod memory;
 pub mod model;
 pub mod model_path;
 pub mod rotation;

@@ -182,6 +182,7 @@ fn serve(cli: &Cli) -> ExitCode {
         .model_name
         .clone()
         .unwrap_or_else(|| source.name().to_owned());
+    onnx_serve::memory::limit_arenas(args.workers());
     let workers = Workers::new(args.workers(), args.queue);
     let app = Arc::new(App::new(name, workers).with_version(source.version()));
     let server = match Server::start(app.clone(), listener, settings) {
@@ -210,6 +211,8 @@ fn serve(cli: &Cli) -> ExitCode {
     log_signature(&app.model_name, &source.origin(), &model);
     log_execution(args);
     app.set_model(model);
+    // What loading parsed and threw away (the protobuf, tract's first forms of the graph).
+    onnx_serve::memory::release_free_memory();
     info!("ready");
 
     match server.serve_until_shutdown(args.shutdown_timeout) {

@@ -137,6 +137,7 @@ impl Server {
             settings,
         });
         spawn_request_thread(&shared);
+        spawn_idle_trimmer(&shared)?;
         Ok(Server {
             shared,
             listener: our_handle,
@@ -217,6 +218,33 @@ fn watch_accept_thread(
     if let Err(e) = watched {
         warn!("a dead listener will not be noticed: {e}");
     }
+}
+
+/// After a burst of requests, once the server has been idle for `IDLE_BEFORE_TRIM`, hands
+/// the memory freed by their runs back to the system (`memory.rs`).
+fn spawn_idle_trimmer(shared: &Arc<Shared>) -> io::Result<()> {
+    const IDLE_BEFORE_TRIM: Duration = Duration::from_secs(1);
+    let shared = Arc::downgrade(shared);
+    thread::Builder::new()
+        .name("memory-trim".into())
+        .spawn(move || {
+            let mut trimmed_at_ms = 0;
+            loop {
+                thread::sleep(IDLE_BEFORE_TRIM / 2);
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
+                let last_activity_ms = shared.last_activity_ms.load(Ordering::SeqCst);
+                if last_activity_ms > trimmed_at_ms
+                    && shared.in_flight.load(Ordering::SeqCst) == 0
+                    && shared.since_last_activity() >= IDLE_BEFORE_TRIM
+                {
+                    crate::memory::release_free_memory();
+                    trimmed_at_ms = last_activity_ms;
+                }
+            }
+        })?;
+    Ok(())
 }
 
 fn spawn_request_thread(shared: &Arc<Shared>) {
