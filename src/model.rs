@@ -3,10 +3,12 @@
 //! The optimised plan is built once and shared (`Arc`) by every request; tract's `run` takes
 //! `&self`, so requests run side by side with no lock.
 
+use crate::metrics::Histogram;
 use crate::signature::{Dim, Signature, TensorSpec};
 use crate::tensor::{DataType, Tensor, TensorData};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tract_onnx::prelude::tract_data::internal::{DimLike, anyhow, bail};
 use tract_onnx::prelude::*;
@@ -16,7 +18,13 @@ pub struct Model {
     plan: Arc<TypedRunnableModel>,
     signature: Signature,
     load_time: Duration,
+    /// How long each `run` took, and the panics it caught: the model's metrics.
+    run_seconds: Histogram,
+    panics: AtomicU64,
 }
+
+/// The version of tract-onnx this binary was built with (build.rs reads it from Cargo.lock).
+pub const TRACT_VERSION: &str = env!("ONNX_SERVE_TRACT_VERSION");
 
 /// Why a model could not be loaded: one message meant for the person starting the server.
 #[derive(Debug)]
@@ -96,6 +104,8 @@ impl Model {
             plan,
             signature,
             load_time: started.elapsed(),
+            run_seconds: Histogram::new(),
+            panics: AtomicU64::new(0),
         })
     }
 
@@ -107,6 +117,16 @@ impl Model {
         self.load_time
     }
 
+    /// The durations of the runs so far (tract's own time, without the conversions).
+    pub fn run_seconds(&self) -> &Histogram {
+        &self.run_seconds
+    }
+
+    /// Panics caught in tract so far.
+    pub fn panics_caught(&self) -> u64 {
+        self.panics.load(Ordering::Relaxed)
+    }
+
     /// Runs the model on tensors given in the model's input order, already checked against
     /// the signature. Returns the outputs in the model's output order.
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RunError> {
@@ -115,8 +135,14 @@ impl Model {
             .map(to_tract)
             .collect::<TractResult<_>>()
             .map_err(|e| RunError::Failed(brief(&e)))?;
-        let outputs = catch_unwind(AssertUnwindSafe(|| self.plan.run(inputs)))
-            .map_err(|panic| RunError::Panicked(crate::panic_message(&panic)))?
+        let started = Instant::now();
+        let run = catch_unwind(AssertUnwindSafe(|| self.plan.run(inputs)));
+        self.run_seconds.observe(started.elapsed());
+        let outputs = run
+            .map_err(|panic| {
+                self.panics.fetch_add(1, Ordering::Relaxed);
+                RunError::Panicked(crate::panic_message(&panic))
+            })?
             .map_err(|e| RunError::Failed(brief(&e)))?;
         outputs
             .into_iter()
