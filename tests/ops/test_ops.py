@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("ONNX_SERVE_BIN", REPO / "target/debug/onnx-serve"))
 OUT = REPO / "target/ops-test"
 DIGIT = (REPO / "tests/fixtures/digit.json").read_bytes()
+KEY = "ops-test-key"  # the API key of the servers started with --api-key
 MODELS = {
     "digits": REPO / "model.onnx",
     "dtypes": REPO / "tests/fixtures/models/dtypes.onnx",
@@ -197,11 +198,10 @@ def test_metrics():
 def test_openapi():
     from openapi_spec_validator import validate
 
-    cases = [("digits", []), ("dtypes", []), ("two_io", []),
-             ("digits", ["--api-key", "ops-test-key"])]
+    cases = [("digits", []), ("dtypes", []), ("two_io", []), ("digits", ["--api-key", KEY])]
     for model, args in cases:
         with Server(model, *args) as server:
-            headers = {"Authorization": "Bearer ops-test-key"} if args else {}
+            headers = {"Authorization": f"Bearer {KEY}"} if args else {}
             status, head, body = server.request("GET", "/openapi.json", headers=headers)
             assert status == 200, (status, body)
             document = json.loads(body)
@@ -217,38 +217,50 @@ def test_openapi():
 # Not checked, and why: positive_data_acceptance needs every request the schema allows to be
 # accepted, but a schema cannot say that V2 "data" must hold exactly as many elements as
 # "shape" multiplies to, so valid-looking infer requests get a (documented) 400.
-# ignored_auth, use_after_free, ensure_resource_availability and object_level_authorization
-# are about APIs with users and created resources; this one has neither.
-EXCLUDED_CHECKS = "positive_data_acceptance,ignored_auth,use_after_free," \
-                  "ensure_resource_availability,object_level_authorization"
+# use_after_free, ensure_resource_availability and object_level_authorization are about
+# APIs with users and created resources; this one has neither. ignored_auth (requests
+# without the key must be refused) runs where there is a key.
+NOT_APPLICABLE = "positive_data_acceptance,use_after_free,ensure_resource_availability," \
+                 "object_level_authorization"
+# model, server flags, examples per operation, phases. Coverage (boundary values of every
+# schema) runs on the digits and the all-datatypes model; with a key, a quick pass.
+FUZZ_RUNS = [
+    ("digits", [], 20, "examples,coverage,fuzzing"),
+    ("dtypes", [], 10, "examples,coverage,fuzzing"),
+    ("digits", ["--api-key", KEY], 5, "examples,fuzzing"),
+]
 
 
 def test_fuzz():
     OUT.mkdir(parents=True, exist_ok=True)
     schemathesis = Path(sys.executable).parent / "schemathesis"
-    for model, examples in [("digits", 20), ("dtypes", 10)]:
-        with Server(model) as server:
-            report = OUT / f"schemathesis-{model}.xml"
+    for model, args, examples, phases in FUZZ_RUNS:
+        label = f"{model}{' with --api-key' if args else ''}"
+        with Server(model, *args) as server:
+            report = OUT / f"schemathesis-{model}{'-key' if args else ''}.xml"
             command = [
                 str(schemathesis), "run", f"{server.url}/openapi.json",
-                "--checks", "all", "--exclude-checks", EXCLUDED_CHECKS,
+                "--checks", "all",
+                "--exclude-checks", NOT_APPLICABLE + ("" if args else ",ignored_auth"),
                 "--max-examples", str(examples), "--seed", "4",
                 "--workers", "2", "--request-timeout", "30",
-                "--phases", "examples,coverage,fuzzing",
-                "--suppress-health-check", "all",
+                "--phases", phases, "--suppress-health-check", "all",
                 "--report", "junit", "--report-junit-path", str(report),
             ]
+            if args:
+                command += ["--header", f"Authorization: Bearer {KEY}"]
             started = time.monotonic()
             # Run from the output directory, where schemathesis keeps its cache.
             result = subprocess.run(command, capture_output=True, text=True, cwd=OUT)
             took = time.monotonic() - started
-            tail = "\n".join(result.stdout.splitlines()[-40:])
-            assert result.returncode == 0, f"schemathesis failed on {model}:\n{result.stdout}\n{result.stderr}"
+            assert result.returncode == 0, \
+                f"schemathesis failed on {label}:\n{result.stdout}\n{result.stderr}"
             assert server.process.poll() is None, "the server died"
             cases = [line.strip() for line in result.stdout.splitlines() if "generated" in line]
-            print(f"fuzz: {model}: schemathesis passed in {took:.0f} s ({cases[-1] if cases else '?'})")
+            print(f"fuzz: {label}: schemathesis passed in {took:.0f} s "
+                  f"({cases[-1] if cases else '?'})")
             if os.environ.get("VERBOSE"):
-                print(tail)
+                print("\n".join(result.stdout.splitlines()[-40:]))
 
 
 # --- /docs in headless Chromium ------------------------------------------------------------
