@@ -88,7 +88,13 @@ impl Cors {
     }
 
     /// Adds the headers that let a page from an allowed origin read the response.
-    pub fn decorate(&self, origin: Option<&str>, response: &mut Response) {
+    pub fn decorate(&self, req: &Request, response: &mut Response) {
+        if *self != Cors::Off {
+            self.decorate_for(req.header("Origin"), response);
+        }
+    }
+
+    fn decorate_for(&self, origin: Option<&str>, response: &mut Response) {
         let allow_origin = match self {
             Cors::Off => return,
             Cors::AnyOrigin => "*",
@@ -163,7 +169,7 @@ mod tests {
         let cors = origins(&["https://a.example"]).unwrap();
         let headers = |origin: Option<&str>| {
             let mut r = Response::new(200, "text/plain", Body::Static(b""));
-            cors.decorate(origin, &mut r);
+            cors.decorate_for(origin, &mut r);
             r.headers
         };
         let allowed = headers(Some("https://a.example"));
@@ -173,7 +179,7 @@ mod tests {
         assert_eq!(other, vec![("Vary", "Origin".into())]);
 
         let mut r = Response::new(200, "text/plain", Body::Static(b""));
-        Cors::Off.decorate(Some("https://a.example"), &mut r);
+        Cors::Off.decorate_for(Some("https://a.example"), &mut r);
         assert!(r.headers.is_empty());
     }
 }

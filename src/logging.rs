@@ -1,11 +1,23 @@
-//! Logging set-up: env_logger on stderr, filtered by `RUST_LOG` (default `info`), as
-//! human-readable lines or, with `--log-format json`, one JSON object per line for log
-//! shippers: `time`, `level`, `target`, `message`, and the record's own fields (the access
-//! line's `method`, `path`, `status`...).
+//! Logging: `RUST_LOG` filters (env_logger's syntax and matching, default `info`); lines go
+//! to stderr as text, `[2026-11-22T02:22:58Z INFO  target] message`, or with
+//! `--log-format json` as one JSON object per line for log shippers: `time`, `level`,
+//! `target`, `message`, and the record's own fields (the access line's `method`, `path`,
+//! `status`...).
+//!
+//! Lines are written by one writer thread: a request thread formats its line into a
+//! thread-local buffer and appends it to a shared one, and the writer writes whatever has
+//! accumulated with one `write`. Under load that is one system call for many lines instead
+//! of one per line with every request thread queueing on stderr, which is what made access
+//! lines expensive (see README, Benchmarks). `flush` (called before the process exits)
+//! waits until everything logged so far is written.
 
 use crate::tensor::json::write_json_string;
 use log::kv::{Error, Key, Value, VisitSource};
+use log::{Log, Metadata, Record};
+use std::cell::RefCell;
 use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, SystemTime};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -16,41 +28,106 @@ pub enum LogFormat {
     Json,
 }
 
+/// The writer of the installed logger, for `flush`.
+static WRITER: OnceLock<Arc<Writer>> = OnceLock::new();
+
+/// Installs the logger. Without RUST_LOG, `info`.
 pub fn init(format: LogFormat) {
     // tiny_http logs "Error accepting new client" when we close the listener on purpose
     // at shutdown: keep it quiet unless RUST_LOG asks for it by name.
-    let mut filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
-    if !filter.contains("tiny_http") {
-        filter.push_str(",tiny_http=off");
+    let mut spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+    if !spec.contains("tiny_http") {
+        spec.push_str(",tiny_http=off");
     }
-    let mut builder = env_logger::Builder::new();
-    builder.parse_filters(&filter);
-    if format == LogFormat::Json {
-        builder.format(|buf, record| {
-            let line = json_line(&buf.timestamp_micros().to_string(), record);
-            buf.write_all(&line)
+    let filter = env_logger::Builder::new().parse_filters(&spec).build();
+    let writer = Writer::start(Box::new(std::io::stderr()));
+    let _ = WRITER.set(writer.clone());
+    let max_level = filter.filter();
+    if log::set_boxed_logger(Box::new(Logger {
+        filter,
+        format,
+        writer,
+    }))
+    .is_ok()
+    {
+        log::set_max_level(max_level);
+    }
+}
+
+/// Waits (up to a second) until every line logged so far has been written.
+pub fn flush() {
+    if let Some(writer) = WRITER.get() {
+        writer.flush(Duration::from_secs(1));
+    }
+}
+
+struct Logger {
+    filter: env_logger::Logger,
+    format: LogFormat,
+    writer: Arc<Writer>,
+}
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        self.filter.enabled(metadata)
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.filter.matches(record) {
+            return;
+        }
+        thread_local! {
+            static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        let write = |line: &mut Vec<u8>| {
+            line.clear();
+            match self.format {
+                LogFormat::Text => text_line(line, SystemTime::now(), record),
+                LogFormat::Json => json_line(line, SystemTime::now(), record),
+            }
+            self.writer.push(line);
+        };
+        // A record whose arguments log while being formatted gets a buffer of its own.
+        LINE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut line) => write(&mut line),
+            Err(_) => write(&mut Vec::new()),
         });
     }
-    builder.init();
+
+    fn flush(&self) {
+        self.writer.flush(Duration::from_secs(1));
+    }
+}
+
+/// `[2026-11-22T02:22:58Z INFO  onnx_serve::access] message`, as env_logger writes it.
+fn text_line(out: &mut Vec<u8>, now: SystemTime, record: &Record) {
+    out.push(b'[');
+    write_time(out, now, false);
+    let _ = write!(
+        out,
+        " {:<5} {}] {}",
+        record.level(),
+        record.target(),
+        record.args()
+    );
+    out.push(b'\n');
 }
 
 /// One record as a JSON object and a newline.
-fn json_line(time: &str, record: &log::Record) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"{\"time\":");
-    write_json_string(&mut out, time);
-    out.extend_from_slice(b",\"level\":");
-    write_json_string(&mut out, record.level().as_str());
+fn json_line(out: &mut Vec<u8>, now: SystemTime, record: &Record) {
+    out.extend_from_slice(b"{\"time\":\"");
+    write_time(out, now, true);
+    out.extend_from_slice(b"\",\"level\":");
+    write_json_string(out, record.level().as_str());
     out.extend_from_slice(b",\"target\":");
-    write_json_string(&mut out, record.target());
+    write_json_string(out, record.target());
     out.extend_from_slice(b",\"message\":");
     match record.args().as_str() {
-        Some(text) => write_json_string(&mut out, text),
-        None => write_json_string(&mut out, &record.args().to_string()),
+        Some(text) => write_json_string(out, text),
+        None => write_json_string(out, &record.args().to_string()),
     }
-    let _ = record.key_values().visit(&mut Fields(&mut out));
+    let _ = record.key_values().visit(&mut Fields(out));
     out.extend_from_slice(b"}\n");
-    out
 }
 
 /// Writes a record's key-value pairs as more members of the object: numbers and booleans
@@ -78,32 +155,238 @@ impl<'kvs> VisitSource<'kvs> for Fields<'_> {
     }
 }
 
+/// RFC 3339 in UTC: `2026-11-22T02:22:58Z`, or with microseconds
+/// `2026-11-22T02:22:58.123456Z`.
+fn write_time(out: &mut Vec<u8>, now: SystemTime, micros: bool) {
+    let since_epoch = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = since_epoch.as_secs();
+    let (year, month, day) = civil_from_days((seconds / 86_400) as i64);
+    let second_of_day = seconds % 86_400;
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60
+    );
+    if micros {
+        let _ = write!(out, ".{:06}", since_epoch.subsec_micros());
+    }
+    out.push(b'Z');
+}
+
+/// The Gregorian date of a day counted from 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Lines waiting for the writer thread. Past this many bytes, loggers wait for it: a
+/// stalled stderr slows the server down rather than growing its memory without bound.
+const MAX_PENDING: usize = 1 << 20;
+
+struct Writer {
+    state: Mutex<Pending>,
+    /// Wakes the writer thread when lines arrive.
+    arrived: Condvar,
+    /// Wakes loggers and `flush` when a batch has been written.
+    written: Condvar,
+    /// No writer thread (it could not be started): loggers write themselves.
+    direct: bool,
+}
+
+#[derive(Default)]
+struct Pending {
+    lines: Vec<u8>,
+    /// Lines pushed so far, and lines written so far.
+    pushed: u64,
+    done: u64,
+    /// The writer thread is waiting for lines (and must be woken).
+    idle: bool,
+}
+
+impl Writer {
+    /// Starts the writer thread, which writes to `out`.
+    fn start(out: Box<dyn Write + Send>) -> Arc<Writer> {
+        let (tx, rx) = std::sync::mpsc::channel::<Arc<Writer>>();
+        let spawned = std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || {
+                if let Ok(writer) = rx.recv() {
+                    writer.run(out);
+                }
+            });
+        let writer = Arc::new(Writer {
+            state: Mutex::new(Pending::default()),
+            arrived: Condvar::new(),
+            written: Condvar::new(),
+            direct: spawned.is_err(),
+        });
+        let _ = tx.send(writer.clone());
+        writer
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // Pending is consistent between statements: a panic elsewhere cannot corrupt it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(&self, line: &[u8]) {
+        if self.direct {
+            let _ = std::io::stderr().lock().write_all(line);
+            return;
+        }
+        let mut state = self.lock();
+        while state.lines.len() > MAX_PENDING {
+            state = self.written.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        state.lines.extend_from_slice(line);
+        state.pushed += 1;
+        if state.idle {
+            state.idle = false;
+            self.arrived.notify_one();
+        }
+    }
+
+    /// The writer thread: takes everything pending and writes it at once.
+    fn run(&self, mut out: Box<dyn Write + Send>) {
+        let mut batch = Vec::new();
+        loop {
+            let upto = {
+                let mut state = self.lock();
+                while state.lines.is_empty() {
+                    state.idle = true;
+                    state = self.arrived.wait(state).unwrap_or_else(|p| p.into_inner());
+                }
+                std::mem::swap(&mut batch, &mut state.lines);
+                state.pushed
+            };
+            let _ = out.write_all(&batch).and_then(|_| out.flush());
+            batch.clear();
+            self.lock().done = upto;
+            self.written.notify_all();
+        }
+    }
+
+    fn flush(&self, timeout: Duration) {
+        if self.direct {
+            return;
+        }
+        let state = self.lock();
+        let target = state.pushed;
+        let _ = self
+            .written
+            .wait_timeout_while(state, timeout, |s| s.done < target);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn records_become_one_json_object_per_line() {
-        let fields: [(&str, Value); 3] = [
-            ("status", Value::from(404u16)),
-            ("path", Value::from("/a\"b")),
-            ("ok", Value::from(false)),
-        ];
-        let record = log::Record::builder()
+    fn record_line(format: LogFormat, fields: &[(&str, Value)]) -> String {
+        let record = Record::builder()
             .level(log::Level::Info)
             .target("onnx_serve::access")
             .args(format_args!("line \"one\"\nand two"))
             .key_values(&fields)
             .build();
-        let line = json_line("2026-01-01T00:00:00.000000Z", &record);
-        assert_eq!(line.last(), Some(&b'\n'));
-        assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
-        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        let time = SystemTime::UNIX_EPOCH + Duration::from_micros(1_795_314_178_123_456);
+        let mut out = Vec::new();
+        match format {
+            LogFormat::Text => text_line(&mut out, time, &record),
+            LogFormat::Json => json_line(&mut out, time, &record),
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn records_become_one_json_object_per_line() {
+        let fields = [
+            ("status", Value::from(404u16)),
+            ("path", Value::from("/a\"b")),
+            ("ok", Value::from(false)),
+        ];
+        let line = record_line(LogFormat::Json, &fields);
+        assert_eq!(line.matches('\n').count(), 1);
+        assert!(line.ends_with('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["time"], "2026-11-22T02:22:58.123456Z");
         assert_eq!(v["level"], "INFO");
         assert_eq!(v["target"], "onnx_serve::access");
         assert_eq!(v["message"], "line \"one\"\nand two");
         assert_eq!(v["status"], 404);
         assert_eq!(v["path"], "/a\"b");
         assert_eq!(v["ok"], false);
+    }
+
+    #[test]
+    fn text_lines_look_like_env_loggers() {
+        let line = record_line(LogFormat::Text, &[]);
+        assert_eq!(
+            line,
+            "[2026-11-22T02:22:58Z INFO  onnx_serve::access] line \"one\"\nand two\n"
+        );
+    }
+
+    #[test]
+    fn dates_are_gregorian() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_789), (2026, 12, 2));
+    }
+
+    /// A `Write` into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_writer_writes_every_line_in_order_before_flush_returns() {
+        let out = Shared::default();
+        let writer = Writer::start(Box::new(out.clone()));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let writer = writer.clone();
+                std::thread::spawn(move || {
+                    for i in 0..500 {
+                        writer.push(format!("{t} {i}\n").as_bytes());
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        writer.flush(Duration::from_secs(5));
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 2000);
+        for t in 0..4 {
+            let mine: Vec<usize> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix(&format!("{t} ")))
+                .map(|i| i.parse().unwrap())
+                .collect();
+            assert_eq!(mine, (0..500).collect::<Vec<_>>());
+        }
     }
 }

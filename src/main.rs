@@ -26,19 +26,25 @@ const CANNOT_START: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
-    match cli.command {
+    let code = match cli.command {
         Some(Command::Inspect) => inspect(&cli),
         Some(Command::Predict) => predict(&cli),
         Some(Command::Healthcheck { ref path, timeout }) => healthcheck(&cli, path, timeout),
         None => serve(&cli),
-    }
+    };
+    // Log lines are written by a thread of their own: let it finish before exiting.
+    logging::flush();
+    code
 }
 
 fn init_logging(cli: &Cli) {
     logging::init(cli.serve.log_format);
     // A panic is logged as one line, never a raw trace on stderr; the request that hit it
     // gets a 500 and the server goes on (server.rs).
-    std::panic::set_hook(Box::new(|info| error!("{info}")));
+    std::panic::set_hook(Box::new(|info| {
+        error!("{info}");
+        logging::flush();
+    }));
 }
 
 /// Logs the message and returns the "could not start" exit code.

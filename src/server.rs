@@ -257,7 +257,7 @@ impl Shared {
                 Response::error(e, &req.id)
             }
         };
-        self.app.cors.decorate(req.header("Origin"), &mut response);
+        self.app.cors.decorate(&req, &mut response);
         // Counted before sending, so that a client holding its answer sees it counted.
         metrics.record_request(req.route, response.status, received.elapsed());
 
