@@ -5,9 +5,10 @@
 //! `status`...).
 //!
 //! Lines are written by one writer thread: a request thread formats its line into a
-//! thread-local buffer and appends it to a shared one, and the writer writes whatever has
-//! accumulated with one `write`. Under load that is one system call for many lines instead
-//! of one per line with every request thread queueing on stderr, which is what made access
+//! thread-local buffer and appends it to a shared one, and the writer, woken by the first
+//! line after a quiet spell, lets lines gather for 5 ms and writes them with one `write`.
+//! Under load that is one system call and one wake-up for hundreds of lines, instead of a
+//! `write` per line with every request thread queueing on stderr, which is what made access
 //! lines expensive (see README, Benchmarks). `flush` (called before the process exits)
 //! waits until everything logged so far is written.
 
@@ -195,6 +196,10 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// Lines waiting for the writer thread. Past this many bytes, loggers wait for it: a
 /// stalled stderr slows the server down rather than growing its memory without bound.
 const MAX_PENDING: usize = 1 << 20;
+/// How long the writer lets lines gather after the first one, unless this many bytes
+/// gather first: a line reaches stderr at most a few milliseconds after it was logged.
+const LINGER: Duration = Duration::from_millis(5);
+const BATCH: usize = 64 << 10;
 
 struct Writer {
     state: Mutex<Pending>,
@@ -214,6 +219,8 @@ struct Pending {
     done: u64,
     /// The writer thread is waiting for lines (and must be woken).
     idle: bool,
+    /// Threads waiting in `flush`: the writer does not linger for them.
+    flushing: usize,
 }
 
 impl Writer {
@@ -253,13 +260,17 @@ impl Writer {
         }
         state.lines.extend_from_slice(line);
         state.pushed += 1;
-        if state.idle {
+        // Only the first line after a quiet spell wakes the writer, and a full batch ends
+        // its wait early: under load, request threads make no system call to log.
+        let full = state.lines.len() >= BATCH && state.lines.len() - line.len() < BATCH;
+        if state.idle || full {
             state.idle = false;
             self.arrived.notify_one();
         }
     }
 
-    /// The writer thread: takes everything pending and writes it at once.
+    /// The writer thread: once lines arrive, lets more gather for a moment, then writes
+    /// them all at once.
     fn run(&self, mut out: Box<dyn Write + Send>) {
         let mut batch = Vec::new();
         loop {
@@ -268,6 +279,14 @@ impl Writer {
                 while state.lines.is_empty() {
                     state.idle = true;
                     state = self.arrived.wait(state).unwrap_or_else(|p| p.into_inner());
+                }
+                if state.lines.len() < BATCH && state.flushing == 0 {
+                    // Woken early by a full batch or a flush.
+                    state = self
+                        .arrived
+                        .wait_timeout(state, LINGER)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
                 }
                 std::mem::swap(&mut batch, &mut state.lines);
                 state.pushed
@@ -283,11 +302,15 @@ impl Writer {
         if self.direct {
             return;
         }
-        let state = self.lock();
+        let mut state = self.lock();
         let target = state.pushed;
-        let _ = self
+        state.flushing += 1;
+        self.arrived.notify_one();
+        let (mut state, _) = self
             .written
-            .wait_timeout_while(state, timeout, |s| s.done < target);
+            .wait_timeout_while(state, timeout, |s| s.done < target)
+            .unwrap_or_else(|p| p.into_inner());
+        state.flushing -= 1;
     }
 }
 
