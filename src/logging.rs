@@ -104,13 +104,19 @@ impl Log for Logger {
 fn text_line(out: &mut Vec<u8>, now: SystemTime, record: &Record) {
     out.push(b'[');
     write_time(out, now, false);
-    let _ = write!(
-        out,
-        " {:<5} {}] {}",
-        record.level(),
-        record.target(),
-        record.args()
-    );
+    let level = record.level().as_str();
+    out.push(b' ');
+    out.extend_from_slice(level.as_bytes());
+    out.extend_from_slice(&b"     "[level.len().min(5)..]);
+    out.push(b' ');
+    out.extend_from_slice(record.target().as_bytes());
+    out.extend_from_slice(b"] ");
+    match record.args().as_str() {
+        Some(text) => out.extend_from_slice(text.as_bytes()),
+        None => {
+            let _ = write!(out, "{}", record.args());
+        }
+    }
     out.push(b'\n');
 }
 
@@ -159,21 +165,39 @@ impl<'kvs> VisitSource<'kvs> for Fields<'_> {
 /// RFC 3339 in UTC: `2026-11-22T02:22:58Z`, or with microseconds
 /// `2026-11-22T02:22:58.123456Z`.
 fn write_time(out: &mut Vec<u8>, now: SystemTime, micros: bool) {
+    thread_local! {
+        /// The text up to the seconds, made once per second per thread.
+        static CACHE: RefCell<(u64, Vec<u8>)> = const { RefCell::new((u64::MAX, Vec::new())) };
+    }
     let since_epoch = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     let seconds = since_epoch.as_secs();
-    let (year, month, day) = civil_from_days((seconds / 86_400) as i64);
-    let second_of_day = seconds % 86_400;
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        second_of_day / 3600,
-        second_of_day / 60 % 60,
-        second_of_day % 60
-    );
+    CACHE.with_borrow_mut(|(cached, text)| {
+        if *cached != seconds {
+            *cached = seconds;
+            text.clear();
+            let (year, month, day) = civil_from_days((seconds / 86_400) as i64);
+            let second_of_day = seconds % 86_400;
+            let _ = write!(
+                text,
+                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+                second_of_day / 3600,
+                second_of_day / 60 % 60,
+                second_of_day % 60
+            );
+        }
+        out.extend_from_slice(text);
+    });
     if micros {
-        let _ = write!(out, ".{:06}", since_epoch.subsec_micros());
+        let mut digits = [b'0'; 6];
+        let mut n = since_epoch.subsec_micros();
+        for digit in digits.iter_mut().rev() {
+            *digit = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        out.push(b'.');
+        out.extend_from_slice(&digits);
     }
     out.push(b'Z');
 }
