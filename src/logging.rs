@@ -131,7 +131,10 @@ fn json_line(out: &mut Vec<u8>, now: SystemTime, record: &Record) {
     out.extend_from_slice(b",\"message\":");
     match record.args().as_str() {
         Some(text) => write_json_string(out, text),
-        None => write_json_string(out, &record.args().to_string()),
+        // Formatted and escaped straight into the line.
+        None => {
+            let _ = serde_json::to_writer(&mut *out, record.args());
+        }
     }
     let _ = record.key_values().visit(&mut Fields(out));
     out.extend_from_slice(b"}\n");
