@@ -3,6 +3,7 @@
 # five servers, started once and measured in turns: a build without this branch's metrics
 # (BASE) without and with access lines, and this branch's build with metrics only, with
 # text access lines, and with JSON ones. Access lines go to a file, as a service's would.
+# A second bare server shows how far two identical servers differ: the noise floor.
 #
 #   cargo build --release
 #   benches/ops_overhead.sh path/to/base/onnx-serve [target/release/onnx-serve]
@@ -57,6 +58,7 @@ EOF
 quiet=info,onnx_serve::access=warn
 configs=(
   "bare|$base|$quiet|"
+  "bare-again|$base|$quiet|"
   "base+access-log|$base|info|"
   "metrics|$new|$quiet|"
   "metrics+access-log|$new|info|"
