@@ -1,3 +1,5 @@
+//! Tells the code which tract-onnx version Cargo.lock pins (for the `build_info` metric).
+//!
 //! With the `embed-model` feature, copies the model named by `ONNX_SERVE_EMBED_MODEL` into
 //! OUT_DIR, where src/embedded.rs includes it. Without the feature it does nothing.
 
@@ -6,6 +8,7 @@ use std::path::PathBuf;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=ONNX_SERVE_EMBED_MODEL");
+    tract_version();
     if std::env::var_os("CARGO_FEATURE_EMBED_MODEL").is_none() {
         return;
     }
@@ -40,4 +43,26 @@ fn main() {
 fn fail(message: &str) -> ! {
     eprintln!("error: {message}");
     std::process::exit(1);
+}
+
+/// `ONNX_SERVE_TRACT_VERSION`: tract-onnx's version in Cargo.lock; tract exports no
+/// constant for it. "unknown" when there is no lock file (a `cargo install` without
+/// `--locked`).
+fn tract_version() {
+    println!("cargo:rerun-if-changed=Cargo.lock");
+    let lock = std::fs::read_to_string("Cargo.lock").unwrap_or_default();
+    let mut lines = lock.lines();
+    let mut version = "unknown".to_owned();
+    while let Some(line) = lines.next() {
+        if line.trim() == "name = \"tract-onnx\"" {
+            if let Some(v) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = "))
+            {
+                version = v.trim_matches('"').to_owned();
+            }
+            break;
+        }
+    }
+    println!("cargo:rustc-env=ONNX_SERVE_TRACT_VERSION={version}");
 }

@@ -1,8 +1,13 @@
-//! What every handler can see: the model (once loaded), its name, the worker slots and the
-//! server's state (loading, ready, draining).
+//! What every handler can see: the model (once loaded), its name, the worker slots, the
+//! server's state (loading, ready, draining), its metrics, who may call it (API key, CORS)
+//! and the API documents made from the model.
 
+use crate::auth::Auth;
+use crate::cors::Cors;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::model::Model;
+use crate::openapi::ApiDocs;
 use crate::workers::{Slot, Workers};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +20,11 @@ pub struct App {
     model: OnceLock<Model>,
     pub workers: Workers,
     draining: AtomicBool,
+    pub metrics: Metrics,
+    pub auth: Auth,
+    pub cors: Cors,
+    /// The OpenAPI document and the /docs page, made once when the model is installed.
+    docs: OnceLock<ApiDocs>,
 }
 
 impl App {
@@ -25,7 +35,22 @@ impl App {
             model: OnceLock::new(),
             workers,
             draining: AtomicBool::new(false),
+            metrics: Metrics::new(),
+            auth: Auth::open(),
+            cors: Cors::Off,
+            docs: OnceLock::new(),
         }
+    }
+
+    /// Requires the API key on every route but the health routes.
+    pub fn with_auth(mut self, auth: Auth) -> App {
+        self.auth = auth;
+        self
+    }
+
+    pub fn with_cors(mut self, cors: Cors) -> App {
+        self.cors = cors;
+        self
     }
 
     /// The version `/versions/{version}` paths must name (Triton's `NAME/VERSION` layout).
@@ -43,8 +68,18 @@ impl App {
 
     /// Installs the loaded model: from now on the server is ready.
     pub fn set_model(&self, model: Model) {
+        // The documents describe the model: made now, once, rather than per request.
+        let _ = self.docs.set(ApiDocs::new(self, &model));
         // Called once, by start-up; a second call would be a bug, and keeps the first model.
         let _ = self.model.set(model);
+    }
+
+    /// The OpenAPI document and the /docs page, or 503 while the model is loading.
+    pub fn docs(&self) -> Result<&ApiDocs, ApiError> {
+        self.model()?;
+        self.docs
+            .get()
+            .ok_or_else(|| ApiError::unavailable("the model is still loading", 1))
     }
 
     /// The model, or 503 while it is still loading.
@@ -69,7 +104,10 @@ impl App {
     /// A worker slot for the CPU work of one request, or 503 when the queue is full.
     pub fn worker(&self) -> Result<Slot<'_>, ApiError> {
         match self.workers.acquire() {
-            Ok((slot, _waited)) => Ok(slot),
+            Ok((slot, waited)) => {
+                self.metrics.queue_wait.observe(waited);
+                Ok(slot)
+            }
             Err(full) => Err(ApiError::unavailable(
                 format!(
                     "the server is busy: {} requests are already waiting (--queue)",

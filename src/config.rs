@@ -1,8 +1,11 @@
 //! The command line: flags, their `ONNX_SERVE_*` environment variables, defaults and
 //! validation. A bad value stops the program with a clear message and exit code 2.
 
+use crate::auth::{ApiKey, Auth};
 use crate::batcher::BatchConfig;
+use crate::cors::Cors;
 use crate::http::BodyLimits;
+use crate::logging::LogFormat;
 use crate::model::Execution;
 use crate::server::Settings;
 use clap::{Args, Parser, Subcommand};
@@ -114,6 +117,40 @@ pub struct ServeArgs {
     /// On SIGTERM or SIGINT, how long requests in flight may take to finish
     #[arg(long, env = "ONNX_SERVE_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Log lines as text, or as one JSON object per line (for log shippers)
+    #[arg(long, global = true, env = "ONNX_SERVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Require `Authorization: Bearer KEY` on every route but the health routes. Prefer
+    /// ONNX_SERVE_API_KEY or --api-key-file: a command line is visible to other users
+    #[arg(long, env = "ONNX_SERVE_API_KEY", hide_env_values = true, value_name = "KEY",
+          value_parser = |s: &str| Ok::<_, std::convert::Infallible>(Secret(s.to_owned())))]
+    pub api_key: Option<Secret>,
+
+    /// Read the API key from this file (surrounding whitespace and newlines are ignored)
+    #[arg(long, env = "ONNX_SERVE_API_KEY_FILE", value_name = "PATH")]
+    pub api_key_file: Option<PathBuf>,
+
+    /// Let web pages from this origin call the API (CORS): scheme://host[:port], or * for
+    /// any. Repeat the flag, or separate origins with commas [default: no CORS headers]
+    #[arg(
+        long = "cors-origin",
+        env = "ONNX_SERVE_CORS_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+}
+
+/// A flag's value that must never be printed, not even by `{:?}`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<hidden>")
+    }
 }
 
 impl ServeArgs {
@@ -161,6 +198,26 @@ impl ServeArgs {
                 max_waiting: self.queue,
             }),
         }
+    }
+
+    /// Who may call: the key of `--api-key` (or `ONNX_SERVE_API_KEY`) or of
+    /// `--api-key-file`, or anyone.
+    pub fn auth(&self) -> Result<Auth, String> {
+        let key = match (&self.api_key, &self.api_key_file) {
+            (Some(_), Some(_)) => {
+                return Err("give the API key once: --api-key (ONNX_SERVE_API_KEY) or \
+                            --api-key-file, not both"
+                    .into());
+            }
+            (Some(Secret(key)), None) => ApiKey::new(key).map_err(|e| format!("--api-key: {e}"))?,
+            (None, Some(path)) => ApiKey::from_file(path)?,
+            (None, None) => return Ok(Auth::open()),
+        };
+        Ok(Auth::with_key(key))
+    }
+
+    pub fn cors(&self) -> Result<Cors, String> {
+        Cors::new(&self.cors_origins)
     }
 
     pub fn settings(&self) -> Settings {

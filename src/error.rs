@@ -62,9 +62,19 @@ impl ApiError {
 
     /// The JSON body: `{"error": "..."}`.
     pub fn body(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.message.len() + 16);
+        self.body_with_id(None)
+    }
+
+    /// `{"error": "...", "request_id": "..."}`: the body of an HTTP answer.
+    pub fn body_with_id(&self, request_id: Option<&str>) -> Vec<u8> {
+        use crate::tensor::json::write_json_string;
+        let mut out = Vec::with_capacity(self.message.len() + 64);
         out.extend_from_slice(b"{\"error\":");
-        crate::tensor::json::write_json_string(&mut out, &self.message);
+        write_json_string(&mut out, &self.message);
+        if let Some(id) = request_id {
+            out.extend_from_slice(b",\"request_id\":");
+            write_json_string(&mut out, id);
+        }
         out.push(b'}');
         out
     }

@@ -7,7 +7,7 @@
 //! `Server` banner out.
 
 use crate::error::ApiError;
-use crate::routes::Params;
+use crate::routes::{Params, RouteId};
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -64,6 +64,8 @@ pub struct Request {
     pub received: Instant,
     /// Values the route table took from the path.
     pub params: Params,
+    /// The route the path matched, once dispatch has looked (metrics, auth).
+    pub route: Option<RouteId>,
     limits: BodyLimits,
     body: BodyState,
 }
@@ -88,6 +90,7 @@ impl Request {
             id,
             received,
             params: Params::default(),
+            route: None,
             limits,
             inner,
             body: BodyState::Unread,
@@ -380,6 +383,18 @@ impl Response {
     }
 }
 
+impl Response {
+    /// An error's answer, its body naming the request's id so that a client can quote it.
+    pub fn error(e: ApiError, request_id: &str) -> Response {
+        Response {
+            status: e.status,
+            content_type: JSON,
+            body: Body::Owned(e.body_with_id(Some(request_id))),
+            headers: e.headers,
+        }
+    }
+}
+
 impl From<ApiError> for Response {
     fn from(e: ApiError) -> Response {
         let body = e.body();
@@ -407,10 +422,13 @@ fn write_head(
     out.extend_from_slice(SERVER.as_bytes());
     out.extend_from_slice(b"\r\nDate: ");
     with_http_date(|date| out.extend_from_slice(date.as_bytes()));
-    out.extend_from_slice(b"\r\nContent-Type: ");
-    out.extend_from_slice(response.content_type.as_bytes());
-    out.extend_from_slice(b"\r\nContent-Length: ");
-    out.extend_from_slice(itoa::Buffer::new().format(response.body.len()).as_bytes());
+    // A 204 has no body, and so neither its type nor its length (RFC 9110 8.6).
+    if response.status != 204 {
+        out.extend_from_slice(b"\r\nContent-Type: ");
+        out.extend_from_slice(response.content_type.as_bytes());
+        out.extend_from_slice(b"\r\nContent-Length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(response.body.len()).as_bytes());
+    }
     out.extend_from_slice(b"\r\nX-Request-Id: ");
     out.extend_from_slice(request_id.as_bytes());
     if close {

@@ -5,19 +5,25 @@
 //! (`tensor`), check them against the model's `signature`, take a `workers` slot and run the
 //! `model`; `http` writes the response. `app` holds what they share.
 
+pub mod access_log;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod batcher;
 pub mod config;
 pub mod conn_pool;
+pub mod cors;
 pub mod embedded;
 pub mod error;
 pub mod healthcheck;
 pub mod http;
 pub mod limits;
+pub mod logging;
 pub mod memory;
+pub mod metrics;
 pub mod model;
 pub mod model_path;
+pub mod openapi;
 pub mod rotation;
 pub mod routes;
 pub mod server;

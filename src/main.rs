@@ -9,7 +9,9 @@ use log::{error, info};
 use onnx_serve::api::simple;
 use onnx_serve::app::App;
 use onnx_serve::config::{Cli, Command};
+use onnx_serve::cors::Cors;
 use onnx_serve::embedded::{self, Embedded};
+use onnx_serve::logging;
 use onnx_serve::model::{LoadError, Model};
 use onnx_serve::model_path;
 use onnx_serve::server::{self, Event, Server};
@@ -23,26 +25,26 @@ const CANNOT_START: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
-    match cli.command {
+    init_logging(&cli);
+    let code = match cli.command {
         Some(Command::Inspect) => inspect(&cli),
         Some(Command::Predict) => predict(&cli),
         Some(Command::Healthcheck { ref path, timeout }) => healthcheck(&cli, path, timeout),
         None => serve(&cli),
-    }
+    };
+    // Log lines are written by a thread of their own: let it finish before exiting.
+    logging::flush();
+    code
 }
 
-fn init_logging() {
-    // tiny_http logs "Error accepting new client" when we close the listener on purpose
-    // at shutdown: keep it quiet unless RUST_LOG asks for it by name.
-    let mut filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
-    if !filter.contains("tiny_http") {
-        filter.push_str(",tiny_http=off");
-    }
-    env_logger::Builder::new().parse_filters(&filter).init();
+fn init_logging(cli: &Cli) {
+    logging::init(cli.serve.log_format);
     // A panic is logged as one line, never a raw trace on stderr; the request that hit it
     // gets a 500 and the server goes on (server.rs).
-    std::panic::set_hook(Box::new(|info| error!("{info}")));
+    std::panic::set_hook(Box::new(|info| {
+        error!("{info}");
+        logging::flush();
+    }));
 }
 
 /// Logs the message and returns the "could not start" exit code.
@@ -183,8 +185,16 @@ fn serve(cli: &Cli) -> ExitCode {
         .clone()
         .unwrap_or_else(|| source.name().to_owned());
     onnx_serve::memory::limit_arenas(args.workers());
+    let (auth, cors) = match (args.auth(), args.cors()) {
+        (Ok(auth), Ok(cors)) => (auth, cors),
+        (Err(e), _) | (_, Err(e)) => return cannot_start(e),
+    };
     let workers = Workers::new(args.workers(), args.queue);
-    let app = Arc::new(App::new(name, workers).with_version(source.version()));
+    let app = App::new(name, workers)
+        .with_version(source.version())
+        .with_auth(auth)
+        .with_cors(cors);
+    let app = Arc::new(app);
     let server = match Server::start(app.clone(), listener, settings) {
         Ok(server) => server,
         Err(e) => return cannot_start(format!("cannot start the server: {e}")),
@@ -196,6 +206,7 @@ fn serve(cli: &Cli) -> ExitCode {
         args.workers(),
         args.queue
     );
+    log_access_rules(&app);
     if let Err(e) = forward_signals(server.events()) {
         return cannot_start(format!("cannot install signal handlers: {e}"));
     }
@@ -264,6 +275,20 @@ fn log_execution(args: &onnx_serve::config::ServeArgs) {
             "dynamic batching: up to {} rows per run, waiting up to {} us for more",
             args.max_batch_size, args.batch_delay_us
         );
+    }
+}
+
+/// Who may call, as the operator should know it (never the key itself).
+fn log_access_rules(app: &App) {
+    if app.auth.is_required() {
+        info!(
+            "an API key is required on every route but /healthz, /readyz and the V2 health routes"
+        );
+    }
+    match &app.cors {
+        Cors::Off => {}
+        Cors::AnyOrigin => info!("CORS: pages from any origin may call the API"),
+        Cors::Origins(origins) => info!("CORS: pages from {} may call the API", origins.join(", ")),
     }
 }
 

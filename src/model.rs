@@ -6,11 +6,12 @@
 //! (`--intra-op-threads`), and dynamic batching (`batcher.rs`).
 
 use crate::batcher::{BatchConfig, Batcher};
+use crate::metrics::Histogram;
 use crate::signature::{Dim, Signature, TensorSpec, describe_all};
 use crate::tensor::{DataType, Tensor, TensorData};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tract_linalg::multithread::{self, Executor};
 use tract_onnx::prelude::tract_data::internal::{DimLike, anyhow, bail};
@@ -31,6 +32,9 @@ struct Runner {
     /// while no other is running (a busy server is better off with one thread per run).
     intra_op: Option<Executor>,
     running: AtomicUsize,
+    /// How long each run took, and the panics it caught: the model's metrics.
+    run_seconds: Histogram,
+    panics: AtomicU64,
 }
 
 /// How runs are executed (the defaults: one thread per run, no batching).
@@ -39,6 +43,9 @@ pub struct Execution {
     pub intra_op_threads: usize,
     pub batching: Option<BatchConfig>,
 }
+
+/// The version of tract-onnx this binary was built with (build.rs reads it from Cargo.lock).
+pub const TRACT_VERSION: &str = env!("ONNX_SERVE_TRACT_VERSION");
 
 /// Why a model could not be loaded: one message meant for the person starting the server.
 #[derive(Debug)]
@@ -121,6 +128,8 @@ impl Model {
                 plan,
                 intra_op: None,
                 running: AtomicUsize::new(0),
+                run_seconds: Histogram::new(),
+                panics: AtomicU64::new(0),
             }),
             signature,
             load_time: started.elapsed(),
@@ -167,6 +176,16 @@ impl Model {
         self.load_time
     }
 
+    /// The durations of the runs so far (tract's own time, without the conversions).
+    pub fn run_seconds(&self) -> &Histogram {
+        &self.runner.run_seconds
+    }
+
+    /// Panics caught in tract so far.
+    pub fn panics_caught(&self) -> u64 {
+        self.runner.panics.load(Ordering::Relaxed)
+    }
+
     /// Runs the model on tensors given in the model's input order, already checked against
     /// the signature. Returns the outputs in the model's output order.
     /// With batching on, the run is part of a batch and these are this request's rows.
@@ -186,15 +205,20 @@ impl Runner {
             .collect::<TractResult<_>>()
             .map_err(|e| RunError::Failed(brief(&e)))?;
         let alone = self.running.fetch_add(1, Ordering::SeqCst) == 0;
-        let outputs = catch_unwind(AssertUnwindSafe(|| match &self.intra_op {
+        let started = Instant::now();
+        let run = catch_unwind(AssertUnwindSafe(|| match &self.intra_op {
             Some(pool) if alone => {
                 multithread::multithread_tract_scope(pool.clone(), || self.plan.run(inputs))
             }
             _ => self.plan.run(inputs),
         }));
+        self.run_seconds.observe(started.elapsed());
         self.running.fetch_sub(1, Ordering::SeqCst);
-        let outputs = outputs
-            .map_err(|panic| RunError::Panicked(crate::panic_message(&panic)))?
+        let outputs = run
+            .map_err(|panic| {
+                self.panics.fetch_add(1, Ordering::Relaxed);
+                RunError::Panicked(crate::panic_message(&panic))
+            })?
             .map_err(|e| RunError::Failed(brief(&e)))?;
         outputs
             .into_iter()

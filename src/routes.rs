@@ -4,7 +4,7 @@
 //! `resolve` is a pure function of method and path, so it can be tested and fuzzed without
 //! a server; handlers are plain `fn(&App, &mut Request) -> Result<Response, ApiError>`.
 
-use crate::api::{simple, v1, v2};
+use crate::api::{ops, simple, v1, v2};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Method, Request, Response};
@@ -42,25 +42,159 @@ pub struct Params {
     pub version: Option<String>,
 }
 
-pub struct Route {
-    pub handler: Handler,
+/// Every route this server has. The id is the `route` label of the metrics and names the
+/// operation in the OpenAPI document; `spec` says what serves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RouteId {
+    Summary,
+    Predict,
+    Healthz,
+    Readyz,
+    Metrics,
+    OpenApi,
+    Docs,
+    V2Server,
+    V2Live,
+    V2Ready,
+    V2Model,
+    V2ModelReady,
+    V2ModelConfig,
+    V2Infer,
+    V1Status,
+    V1Metadata,
+    V1Predict,
+}
+
+/// What serves a route.
+pub struct RouteSpec {
+    /// The path with its parameters as `{model}`: the metrics label (never the raw path,
+    /// whose values are unbounded) and the OpenAPI path. Model routes also answer under
+    /// `/versions/{version}` after the model name, counted under the same template.
+    pub template: &'static str,
     pub allow: Allow,
+    pub handler: Handler,
+}
+
+impl RouteId {
+    pub const ALL: [RouteId; 17] = [
+        RouteId::Summary,
+        RouteId::Predict,
+        RouteId::Healthz,
+        RouteId::Readyz,
+        RouteId::Metrics,
+        RouteId::OpenApi,
+        RouteId::Docs,
+        RouteId::V2Server,
+        RouteId::V2Live,
+        RouteId::V2Ready,
+        RouteId::V2Model,
+        RouteId::V2ModelReady,
+        RouteId::V2ModelConfig,
+        RouteId::V2Infer,
+        RouteId::V1Status,
+        RouteId::V1Metadata,
+        RouteId::V1Predict,
+    ];
+
+    pub fn spec(self) -> RouteSpec {
+        use RouteId::*;
+        let (template, allow, handler): (&str, Allow, Handler) = match self {
+            Summary => ("/", Allow::Get, simple::summary),
+            Predict => ("/predict", Allow::Post, simple::predict),
+            Healthz => ("/healthz", Allow::Get, simple::healthz),
+            Readyz => ("/readyz", Allow::Get, simple::readyz),
+            Metrics => ("/metrics", Allow::Get, ops::metrics),
+            OpenApi => ("/openapi.json", Allow::Get, ops::openapi),
+            Docs => ("/docs", Allow::Get, ops::docs),
+
+            V2Server => ("/v2", Allow::Get, v2::server_metadata),
+            V2Live => ("/v2/health/live", Allow::Get, v2::live),
+            V2Ready => ("/v2/health/ready", Allow::Get, v2::ready),
+            V2Model => ("/v2/models/{model}", Allow::Get, v2::model_metadata),
+            V2ModelReady => ("/v2/models/{model}/ready", Allow::Get, v2::model_ready),
+            V2ModelConfig => ("/v2/models/{model}/config", Allow::Get, v2::model_config),
+            V2Infer => ("/v2/models/{model}/infer", Allow::Post, v2::infer),
+
+            V1Status => ("/v1/models/{model}", Allow::Get, v1::status),
+            V1Metadata => ("/v1/models/{model}/metadata", Allow::Get, v1::metadata),
+            V1Predict => ("/v1/models/{model}:predict", Allow::Post, v1::predict),
+        };
+        RouteSpec {
+            template,
+            allow,
+            handler,
+        }
+    }
+
+    /// Health routes answer without an API key: probes carry none. They are the liveness
+    /// and readiness routes of the simple API and of the V2 protocol (whose "health" group
+    /// includes the model's readiness).
+    pub fn is_health(self) -> bool {
+        matches!(
+            self,
+            RouteId::Healthz
+                | RouteId::Readyz
+                | RouteId::V2Live
+                | RouteId::V2Ready
+                | RouteId::V2ModelReady
+        )
+    }
+
+    /// Routes under `/v1|v2/models/{model}`, which also answer under `/versions/{version}`.
+    pub fn has_model(self) -> bool {
+        self.spec().template.contains("{model}")
+    }
+
+    /// A dense index, for tables of per-route metrics.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A path matched to a route.
+#[derive(Debug)]
+pub struct Route {
+    pub id: RouteId,
     pub params: Params,
 }
 
-impl std::fmt::Debug for Route {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Route")
-            .field("allow", &self.allow)
-            .field("params", &self.params)
-            .finish()
+impl Route {
+    /// The handler, or 405 with `Allow` when the route does not take this method.
+    pub fn handler_for(
+        &self,
+        method: Method,
+        method_text: &str,
+        path: &str,
+    ) -> Result<Handler, ApiError> {
+        let spec = self.id.spec();
+        if !spec.allow.permits(method) {
+            return Err(ApiError::method_not_allowed(
+                method_text,
+                &shorten(path),
+                spec.allow.header(),
+            ));
+        }
+        Ok(spec.handler)
     }
+}
+
+/// Matches method and path: the route and its handler, 404 for an unknown path, 405 for a
+/// method the route does not take.
+pub fn resolve(
+    method: Method,
+    method_text: &str,
+    path: &str,
+) -> Result<(Route, Handler), ApiError> {
+    let route = find(path)?;
+    let handler = route.handler_for(method, method_text, path)?;
+    Ok((route, handler))
 }
 
 /// The table. `/versions/{v}` after a model name is taken out before matching (so each
 /// model route also serves its versioned path), and TF-Serving's `:predict` suffix becomes
-/// a segment of its own.
-pub fn resolve(method: Method, method_text: &str, path: &str) -> Result<Route, ApiError> {
+/// a segment of its own. 404 for a path that is no route.
+pub fn find(path: &str) -> Result<Route, ApiError> {
+    use RouteId::*;
     let mut segments = segments(path)?;
     split_verb(&mut segments);
     let version = take_version(&mut segments);
@@ -70,23 +204,26 @@ pub fn resolve(method: Method, method_text: &str, path: &str) -> Result<Route, A
         model: Some(name.to_owned()),
         version: version.clone(),
     };
-    let (allow, handler, params): (Allow, Handler, Params) = match segments.as_slice() {
-        [] => (Allow::Get, simple::summary, none()),
-        ["predict"] => (Allow::Post, simple::predict, none()),
-        ["healthz"] => (Allow::Get, simple::healthz, none()),
-        ["readyz"] => (Allow::Get, simple::readyz, none()),
+    let (id, params) = match segments.as_slice() {
+        [] => (Summary, none()),
+        ["predict"] => (Predict, none()),
+        ["healthz"] => (Healthz, none()),
+        ["readyz"] => (Readyz, none()),
+        ["metrics"] => (Metrics, none()),
+        ["openapi.json"] => (OpenApi, none()),
+        ["docs"] => (Docs, none()),
 
-        ["v2"] => (Allow::Get, v2::server_metadata, none()),
-        ["v2", "health", "live"] => (Allow::Get, v2::live, none()),
-        ["v2", "health", "ready"] => (Allow::Get, v2::ready, none()),
-        ["v2", "models", m] => (Allow::Get, v2::model_metadata, model(m)),
-        ["v2", "models", m, "ready"] => (Allow::Get, v2::model_ready, model(m)),
-        ["v2", "models", m, "config"] => (Allow::Get, v2::model_config, model(m)),
-        ["v2", "models", m, "infer"] => (Allow::Post, v2::infer, model(m)),
+        ["v2"] => (V2Server, none()),
+        ["v2", "health", "live"] => (V2Live, none()),
+        ["v2", "health", "ready"] => (V2Ready, none()),
+        ["v2", "models", m] => (V2Model, model(m)),
+        ["v2", "models", m, "ready"] => (V2ModelReady, model(m)),
+        ["v2", "models", m, "config"] => (V2ModelConfig, model(m)),
+        ["v2", "models", m, "infer"] => (V2Infer, model(m)),
 
-        ["v1", "models", m] => (Allow::Get, v1::status, model(m)),
-        ["v1", "models", m, "metadata"] => (Allow::Get, v1::metadata, model(m)),
-        ["v1", "models", m, PREDICT] => (Allow::Post, v1::predict, model(m)),
+        ["v1", "models", m] => (V1Status, model(m)),
+        ["v1", "models", m, "metadata"] => (V1Metadata, model(m)),
+        ["v1", "models", m, PREDICT] => (V1Predict, model(m)),
         _ => {
             return Err(ApiError::not_found(format!(
                 "no route for {}; see GET / for the API",
@@ -94,18 +231,7 @@ pub fn resolve(method: Method, method_text: &str, path: &str) -> Result<Route, A
             )));
         }
     };
-    if !allow.permits(method) {
-        return Err(ApiError::method_not_allowed(
-            method_text,
-            &shorten(path),
-            allow.header(),
-        ));
-    }
-    Ok(Route {
-        handler,
-        allow,
-        params,
-    })
+    Ok(Route { id, params })
 }
 
 /// TF-Serving's verb, as the segment `split_verb` makes of it.
@@ -202,7 +328,7 @@ mod tests {
         } else {
             Method::Get
         };
-        resolve(method, "", path).unwrap().params
+        resolve(method, "", path).unwrap().0.params
     }
 
     fn model(name: &str, version: Option<&str>) -> Params {
@@ -265,6 +391,20 @@ mod tests {
         assert_eq!(err.headers, vec![("Allow", "POST".to_string())]);
         assert_eq!(status("DELETE", "/healthz"), 405);
         assert_eq!(status("BREW", "/"), 405);
+    }
+
+    #[test]
+    fn every_template_resolves_to_its_route() {
+        for (i, id) in RouteId::ALL.into_iter().enumerate() {
+            assert_eq!(id.index(), i, "ALL is in declaration order");
+            let path = id.spec().template.replace("{model}", "digits");
+            assert_eq!(find(&path).unwrap().id, id, "{path}");
+            if id.has_model() {
+                let versioned = path.replacen("digits", "digits/versions/1", 1);
+                assert_eq!(find(&versioned).unwrap().id, id, "{versioned}");
+            }
+        }
+        assert!(RouteId::V2ModelReady.is_health() && !RouteId::Metrics.is_health());
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The HTTP server: the listening socket, tiny_http, a thread per request, caught panics,
-//! the access log and graceful shutdown.
+//! request ids, metrics and the access log around each request, and graceful shutdown.
 //!
 //! tiny_http parses request heads on its own connection threads and queues the requests;
 //! our request threads take them from that queue. The pool of request threads grows so that
 //! one is always waiting for the next request: a request never waits for a thread, only —
 //! in `workers` — for a slot to compute in.
 
+use crate::access_log;
 use crate::app::App;
 use crate::conn_pool;
 use crate::error::ApiError;
@@ -14,7 +15,7 @@ use crate::limits;
 use crate::rotation::Rotation;
 use crate::routes;
 use crate::starved::Starved;
-use log::{debug, error, info, log_enabled, warn};
+use log::{debug, error, info, warn};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener};
@@ -305,19 +306,23 @@ impl Shared {
         let id = self.request_ids.for_request(raw.headers());
         let peer = raw.remote_addr().copied();
         let mut req = Request::new(raw, self.settings.limits, id, received);
+        let metrics = &self.app.metrics;
+        let _in_flight = metrics.start_request();
 
-        let response = match catch_unwind(AssertUnwindSafe(|| dispatch(&self.app, &mut req))) {
+        let mut response = match catch_unwind(AssertUnwindSafe(|| dispatch(&self.app, &mut req))) {
             Ok(Ok(response)) => response,
-            Ok(Err(e)) => Response::from(e),
+            Ok(Err(e)) => Response::error(e, &req.id),
             Err(panic) => {
                 let message = crate::panic_message(&*panic);
                 error!("request {} panicked: {message}", req.id);
-                Response::from(ApiError::internal(format!(
-                    "internal error (request {})",
-                    req.id
-                )))
+                metrics.panic_caught();
+                let e = ApiError::internal(format!("internal error (request {})", req.id));
+                Response::error(e, &req.id)
             }
         };
+        self.app.cors.decorate(&req, &mut response);
+        // Counted before sending, so that a client holding its answer sees it counted.
+        metrics.record_request(req.route, response.status, received.elapsed());
 
         let close = if self.app.is_draining() || req.wants_close() {
             self.rotation.forget(peer);
@@ -326,24 +331,10 @@ impl Shared {
             self.rotation.should_close(peer, received) || self.starved.take_close()
         };
         let status = response.status;
-        let log_line = log_enabled!(target: "onnx_serve::access", log::Level::Info).then(|| {
-            (
-                req.method_text().to_owned(),
-                req.path().to_owned(),
-                req.id.clone(),
-            )
-        });
+        let access = access_log::start(&req);
         let sent = req.respond(response, close);
-        if let Some((method, path, id)) = log_line {
-            let micros = received.elapsed().as_micros();
-            match sent {
-                Ok(bytes) => {
-                    info!(target: "onnx_serve::access", "{method} {} {status} {bytes}B {micros}us {id}", clip(&path))
-                }
-                Err(e) => {
-                    info!(target: "onnx_serve::access", "{method} {} {status} write failed ({e}) {micros}us {id}", clip(&path))
-                }
-            }
+        if let Some(access) = access {
+            access.finish(status, &sent, received.elapsed());
         }
         self.touch();
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -370,19 +361,19 @@ impl Shared {
     }
 }
 
-/// Routes the request and runs its handler.
+/// Matches the route, answers a CORS preflight, checks the API key (before the method, so
+/// that a caller without the key learns nothing of the routes), then runs the handler.
 fn dispatch(app: &App, req: &mut Request) -> Result<Response, ApiError> {
-    let route = routes::resolve(req.method(), req.method_text(), req.path())?;
-    req.params = route.params;
-    (route.handler)(app, req)
-}
-
-fn clip(path: &str) -> &str {
-    let mut end = path.len().min(200);
-    while !path.is_char_boundary(end) {
-        end -= 1;
+    let route = routes::find(req.path());
+    req.route = route.as_ref().ok().map(|r| r.id);
+    if let Some(preflight) = app.cors.preflight(req, req.route) {
+        return preflight;
     }
-    &path[..end]
+    app.auth.check(req)?;
+    let route = route?;
+    let handler = route.handler_for(req.method(), req.method_text(), req.path())?;
+    req.params = route.params;
+    handler(app, req)
 }
 
 /// Request ids: the client's `X-Request-Id` when it is sane, else one of ours.

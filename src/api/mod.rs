@@ -2,6 +2,7 @@
 //! a response; `routes.rs` says which handler serves which method and path. What the
 //! protocols share lives here.
 
+pub mod ops;
 pub mod simple;
 pub mod v1;
 pub mod v2;

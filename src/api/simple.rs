@@ -60,6 +60,9 @@ pub fn summary(app: &App, _req: &mut Request) -> Result<Response, ApiError> {
             predict: "/predict",
             health: "/healthz",
             ready: "/readyz",
+            docs: "/docs",
+            openapi: "/openapi.json",
+            metrics: "/metrics",
         },
     }))
 }
@@ -82,6 +85,9 @@ struct Links {
     predict: &'static str,
     health: &'static str,
     ready: &'static str,
+    docs: &'static str,
+    openapi: &'static str,
+    metrics: &'static str,
 }
 
 fn request_example(signature: &Signature) -> String {

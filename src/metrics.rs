@@ -1,0 +1,371 @@
+//! Prometheus metrics, served as text by `GET /metrics`.
+//!
+//! Everything a request touches is allocated at start-up and updated with relaxed atomic
+//! adds: a counter per route and status, a duration histogram per route, no lock and no
+//! allocation on the request path. Labels are the route templates (`/v2/models/{model}/infer`),
+//! never raw paths, so the number of series is bounded whatever clients send. The text is
+//! only put together when it is scraped.
+
+use crate::app::App;
+use crate::routes::RouteId;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// The upper bounds of the histogram buckets, 100 µs to 10 s, in nanoseconds and as
+/// written in the `le` label.
+const BOUNDS_NANOS: [u64; 16] = [
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+];
+const BOUNDS_TEXT: [&str; 16] = [
+    "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
+    "0.25", "0.5", "1", "2.5", "5", "10",
+];
+
+/// The content type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A histogram of durations. Each observation adds to one bucket (made cumulative when
+/// written) and to the sum; the count is the sum of the buckets, so the two always agree.
+pub struct Histogram {
+    buckets: [AtomicU64; BOUNDS_NANOS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Histogram {
+        Histogram::new()
+    }
+}
+
+impl Histogram {
+    pub const fn new() -> Histogram {
+        Histogram {
+            buckets: [const { AtomicU64::new(0) }; BOUNDS_NANOS.len() + 1],
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, elapsed: Duration) {
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        // The first bucket whose bound is >= the value (buckets are "less or equal").
+        let bucket = BOUNDS_NANOS.partition_point(|&bound| bound < nanos);
+        self.buckets[bucket].fetch_add(1, Relaxed);
+        self.sum_nanos.fetch_add(nanos, Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Relaxed)).sum()
+    }
+
+    /// The `_bucket`, `_sum` and `_count` lines; `labels` is empty or `key="value",`.
+    fn write(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (bucket, le) in self
+            .buckets
+            .iter()
+            .zip(BOUNDS_TEXT.iter().chain(["+Inf"].iter()))
+        {
+            cumulative += bucket.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{le}\"}} {cumulative}");
+        }
+        let labels = match labels.trim_end_matches(',') {
+            "" => String::new(),
+            some => format!("{{{some}}}"),
+        };
+        let sum = self.sum_nanos.load(Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{labels} {sum}");
+        let _ = writeln!(out, "{name}_count{labels} {cumulative}");
+    }
+}
+
+/// HTTP statuses 100..=599 each have a counter; anything else counts as 599.
+const STATUSES: usize = 500;
+
+fn status_slot(status: u16) -> usize {
+    usize::from(status.clamp(100, 599) - 100)
+}
+
+/// Routes, and one more slot for requests that matched none (`route="unmatched"`).
+const ROUTE_SLOTS: usize = RouteId::ALL.len() + 1;
+
+fn route_slot(route: Option<RouteId>) -> usize {
+    route.map_or(RouteId::ALL.len(), RouteId::index)
+}
+
+fn route_label(slot: usize) -> &'static str {
+    RouteId::ALL
+        .get(slot)
+        .map_or("unmatched", |id| id.spec().template)
+}
+
+/// The server's own metrics. The model's (inference time, caught panics) are kept by
+/// the model (`Model::run_seconds`), the queue's by `App::worker`.
+pub struct Metrics {
+    requests: Box<[[AtomicU64; STATUSES]]>,
+    request_seconds: Box<[Histogram]>,
+    pub queue_wait: Histogram,
+    in_flight: AtomicI64,
+    panics: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        Metrics {
+            requests: (0..ROUTE_SLOTS)
+                .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+                .collect(),
+            request_seconds: (0..ROUTE_SLOTS).map(|_| Histogram::new()).collect(),
+            queue_wait: Histogram::new(),
+            in_flight: AtomicI64::new(0),
+            panics: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a request as in flight until the guard is dropped.
+    pub fn start_request(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Relaxed);
+        InFlight { metrics: self }
+    }
+
+    /// Counts an answered request. Called when its response is ready, before it is sent,
+    /// so a client that has its answer also sees it counted.
+    pub fn record_request(&self, route: Option<RouteId>, status: u16, elapsed: Duration) {
+        let slot = route_slot(route);
+        self.requests[slot][status_slot(status)].fetch_add(1, Relaxed);
+        self.request_seconds[slot].observe(elapsed);
+    }
+
+    /// A panic caught while handling a request.
+    pub fn panic_caught(&self) {
+        self.panics.fetch_add(1, Relaxed);
+    }
+
+    /// Requests answered so far on `route` with `status`.
+    pub fn requests(&self, route: Option<RouteId>, status: u16) -> u64 {
+        self.requests[route_slot(route)][status_slot(status)].load(Relaxed)
+    }
+}
+
+/// A request in flight; see `Metrics::start_request`.
+pub struct InFlight<'a> {
+    metrics: &'a Metrics,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.metrics.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// The exposition text of everything: the server's metrics, the model's, build info.
+pub fn render(app: &App) -> String {
+    let metrics = &app.metrics;
+    let mut out = String::with_capacity(8 * 1024);
+
+    header(
+        &mut out,
+        "onnx_serve_requests_total",
+        "counter",
+        "Requests answered, by route template and HTTP status.",
+    );
+    for (slot, statuses) in metrics.requests.iter().enumerate() {
+        let route = escape(route_label(slot));
+        for (offset, count) in statuses.iter().enumerate() {
+            let count = count.load(Relaxed);
+            if count > 0 {
+                let status = offset + 100;
+                let _ = writeln!(
+                    out,
+                    "onnx_serve_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
+                );
+            }
+        }
+    }
+
+    header(
+        &mut out,
+        "onnx_serve_request_duration_seconds",
+        "histogram",
+        "Time from a request's head arriving to its response being ready, by route template.",
+    );
+    for (slot, histogram) in metrics.request_seconds.iter().enumerate() {
+        if histogram.count() > 0 {
+            let labels = format!("route=\"{}\",", escape(route_label(slot)));
+            histogram.write(&mut out, "onnx_serve_request_duration_seconds", &labels);
+        }
+    }
+
+    let model = app.model().ok();
+    header(
+        &mut out,
+        "onnx_serve_inference_duration_seconds",
+        "histogram",
+        "Time the model took to run one request's batch.",
+    );
+    if let Some(model) = model {
+        model
+            .run_seconds()
+            .write(&mut out, "onnx_serve_inference_duration_seconds", "");
+    } else {
+        Histogram::new().write(&mut out, "onnx_serve_inference_duration_seconds", "");
+    }
+
+    header(
+        &mut out,
+        "onnx_serve_queue_wait_seconds",
+        "histogram",
+        "Time predictions waited for a worker slot (--workers, --queue).",
+    );
+    metrics
+        .queue_wait
+        .write(&mut out, "onnx_serve_queue_wait_seconds", "");
+    // A batch-size histogram belongs here once requests are batched together; today every
+    // request runs on its own.
+
+    let (busy, waiting) = app.workers.load();
+    gauge(
+        &mut out,
+        "onnx_serve_requests_in_flight",
+        "Requests received and not yet answered.",
+        metrics.in_flight.load(Relaxed),
+    );
+    gauge(
+        &mut out,
+        "onnx_serve_workers_busy",
+        "Worker slots computing now.",
+        busy,
+    );
+    gauge(
+        &mut out,
+        "onnx_serve_queue_waiting",
+        "Predictions waiting for a worker slot now.",
+        waiting,
+    );
+
+    let model_panics = model.map_or(0, |m| m.panics_caught());
+    header(
+        &mut out,
+        "onnx_serve_panics_caught_total",
+        "counter",
+        "Panics caught while handling requests or running the model (each one is a bug).",
+    );
+    let _ = writeln!(
+        out,
+        "onnx_serve_panics_caught_total {}",
+        metrics.panics.load(Relaxed) + model_panics
+    );
+
+    if let Some(model) = model {
+        header(
+            &mut out,
+            "onnx_serve_model_load_seconds",
+            "gauge",
+            "Time it took to load and optimize the model.",
+        );
+        let _ = writeln!(
+            out,
+            "onnx_serve_model_load_seconds {}",
+            model.load_time().as_secs_f64()
+        );
+    }
+
+    header(
+        &mut out,
+        "onnx_serve_build_info",
+        "gauge",
+        "Always 1; the labels say what is running.",
+    );
+    let _ = writeln!(
+        out,
+        "onnx_serve_build_info{{version=\"{}\",model=\"{}\",tract_version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        escape(&app.model_name),
+        crate::model::TRACT_VERSION,
+    );
+    out
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, "gauge", help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// A label value as the exposition format writes it.
+fn escape(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return value.into();
+    }
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observations_land_in_the_first_bucket_at_or_above_them() {
+        let h = Histogram::new();
+        h.observe(Duration::from_micros(100)); // exactly on the first bound
+        h.observe(Duration::from_micros(101));
+        h.observe(Duration::from_secs(11)); // past the last bound: +Inf only
+        let mut out = String::new();
+        h.write(&mut out, "x", "");
+        assert!(out.contains("x_bucket{le=\"0.0001\"} 1\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"0.00025\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"10\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"), "{out}");
+        assert!(out.contains("x_count 3\n"), "{out}");
+        assert!(out.contains("x_sum 11.000201\n"), "{out}");
+    }
+
+    #[test]
+    fn requests_are_counted_by_route_and_status() {
+        let m = Metrics::new();
+        m.record_request(Some(RouteId::Predict), 200, Duration::ZERO);
+        m.record_request(Some(RouteId::Predict), 200, Duration::ZERO);
+        m.record_request(None, 404, Duration::ZERO);
+        m.record_request(None, 1000, Duration::ZERO);
+        assert_eq!(m.requests(Some(RouteId::Predict), 200), 2);
+        assert_eq!(m.requests(Some(RouteId::Predict), 400), 0);
+        assert_eq!(m.requests(None, 404), 1);
+        assert_eq!(m.requests(None, 599), 1);
+        assert_eq!(route_label(route_slot(None)), "unmatched");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("plain"), "plain");
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

@@ -1,0 +1,1023 @@
+//! The API described from the loaded model: an OpenAPI 3.1 document (`GET /openapi.json`)
+//! whose request and response schemas follow the model's signature, and a self-contained
+//! HTML page (`GET /docs`, `docs.html`) that shows the signature and the routes and can
+//! send a prediction. Both are made once, when the model is installed, and served as
+//! shared bytes.
+//!
+//! The schemas say what the decoders accept: a fixed dimension is an array of exactly that
+//! many items, a symbolic one an array of at least one; numbers are bounded by their
+//! datatype; float elements may also be the strings "NaN", "Infinity", "-Infinity".
+
+use crate::app::App;
+use crate::model::Model;
+use crate::routes::{Allow, RouteId};
+use crate::signature::{Dim, Signature, TensorSpec};
+use crate::tensor::DataType;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+/// The page; `/*PAGE_DATA*/null` in it becomes the JSON that describes this server.
+const PAGE: &str = include_str!("docs.html");
+const PAGE_DATA: &str = "/*PAGE_DATA*/null";
+
+/// Examples larger than this many elements are left out of the document (the page builds
+/// its own).
+const MAX_EXAMPLE_ELEMENTS: usize = 4096;
+
+/// The two documents, ready to send.
+pub struct ApiDocs {
+    pub openapi: Arc<[u8]>,
+    pub page: Arc<[u8]>,
+}
+
+impl ApiDocs {
+    pub fn new(app: &App, model: &Model) -> ApiDocs {
+        let described = Described {
+            name: &app.model_name,
+            version: &app.model_version,
+            signature: model.signature(),
+            auth: app.auth.is_required(),
+        };
+        let document = described.document();
+        let openapi = serde_json::to_vec(&document).expect("JSON values serialize");
+        let page = described.page();
+        ApiDocs {
+            openapi: openapi.into(),
+            page: page.into_bytes().into(),
+        }
+    }
+}
+
+/// What the documents are made from.
+struct Described<'a> {
+    name: &'a str,
+    version: &'a str,
+    signature: &'a Signature,
+    auth: bool,
+}
+
+/// One documented operation: a route, and whether it is the `/versions/{version}` form.
+struct Operation {
+    route: RouteId,
+    versioned: bool,
+}
+
+impl Operation {
+    fn all() -> Vec<Operation> {
+        let mut all = Vec::new();
+        for route in RouteId::ALL {
+            all.push(Operation {
+                route,
+                versioned: false,
+            });
+            if route.has_model() {
+                all.push(Operation {
+                    route,
+                    versioned: true,
+                });
+            }
+        }
+        all
+    }
+
+    fn path(&self) -> String {
+        let template = self.route.spec().template;
+        if !self.versioned {
+            return template.to_owned();
+        }
+        // `{model}` is followed by the rest of the path, or by `:predict`.
+        template.replacen("{model}", "{model}/versions/{version}", 1)
+    }
+
+    fn method(&self) -> &'static str {
+        match self.route.spec().allow {
+            Allow::Get => "get",
+            Allow::Post => "post",
+        }
+    }
+
+    fn id(&self) -> String {
+        let base = match self.route {
+            RouteId::Summary => "summary",
+            RouteId::Predict => "predict",
+            RouteId::Healthz => "healthz",
+            RouteId::Readyz => "readyz",
+            RouteId::Metrics => "metrics",
+            RouteId::OpenApi => "openapi",
+            RouteId::Docs => "docs",
+            RouteId::V2Server => "v2_server_metadata",
+            RouteId::V2Live => "v2_live",
+            RouteId::V2Ready => "v2_ready",
+            RouteId::V2Model => "v2_model_metadata",
+            RouteId::V2ModelReady => "v2_model_ready",
+            RouteId::V2ModelConfig => "v2_model_config",
+            RouteId::V2Infer => "v2_infer",
+            RouteId::V1Status => "v1_status",
+            RouteId::V1Metadata => "v1_metadata",
+            RouteId::V1Predict => "v1_predict",
+        };
+        if self.versioned {
+            format!("{base}_versioned")
+        } else {
+            base.to_owned()
+        }
+    }
+}
+
+/// A 200 answer that is text, not JSON.
+fn text(media_type: &str, description: &str) -> Value {
+    json!({
+        "description": description,
+        "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}},
+        "content": {media_type: {"schema": {"type": "string"}}},
+    })
+}
+
+/// A route's one-line summary and its tag.
+fn summary(route: RouteId) -> (&'static str, &'static str) {
+    match route {
+        RouteId::Summary => ("The model's name, readiness, inputs and outputs", "simple"),
+        RouteId::Predict => ("Predict: {\"inputs\": X} -> {\"outputs\": Y}", "simple"),
+        RouteId::Healthz => ("Liveness: 200 while the process is up", "health"),
+        RouteId::Readyz => (
+            "Readiness: 200 once the model is loaded, 503 while loading or draining",
+            "health",
+        ),
+        RouteId::Metrics => ("Prometheus metrics (text exposition format)", "operations"),
+        RouteId::OpenApi => ("This document", "operations"),
+        RouteId::Docs => (
+            "An HTML page that shows the API and sends predictions",
+            "operations",
+        ),
+        RouteId::V2Server => ("Open Inference Protocol: server metadata", "v2"),
+        RouteId::V2Live => ("Open Inference Protocol: server liveness", "health"),
+        RouteId::V2Ready => ("Open Inference Protocol: server readiness", "health"),
+        RouteId::V2Model => ("Open Inference Protocol: model metadata", "v2"),
+        RouteId::V2ModelReady => ("Open Inference Protocol: model readiness", "health"),
+        RouteId::V2ModelConfig => (
+            "Triton's model configuration (the part its tools read)",
+            "v2",
+        ),
+        RouteId::V2Infer => (
+            "Open Inference Protocol: inference (JSON, or the binary tensor data extension)",
+            "v2",
+        ),
+        RouteId::V1Status => ("TF-Serving / KServe v1: model status", "v1"),
+        RouteId::V1Metadata => ("TF-Serving: the signature as serving_default", "v1"),
+        RouteId::V1Predict => (
+            "TF-Serving / KServe v1: predict with instances (rows) or inputs (columns)",
+            "v1",
+        ),
+    }
+}
+
+impl Described<'_> {
+    fn document(&self) -> Value {
+        let mut paths = Map::new();
+        for op in Operation::all() {
+            let entry = paths
+                .entry(op.path())
+                .or_insert_with(|| Value::Object(Map::new()));
+            entry[op.method()] = self.operation(&op);
+        }
+        let mut document = json!({
+            "openapi": "3.1.0",
+            "info": {
+                "title": format!("onnx-serve: {}", self.name),
+                "version": env!("CARGO_PKG_VERSION"),
+                "description": format!(
+                    "The API of onnx-serve serving the model '{}' (version {}). The schemas \
+                     follow the model's signature. Every response carries X-Request-Id (a \
+                     request's own, when it sends one of up to 128 printable ASCII \
+                     characters); errors are {{\"error\": \"...\", \"request_id\": \"...\"}}.",
+                    self.name, self.version
+                ),
+            },
+            "paths": paths,
+            "components": self.components(),
+        });
+        if self.auth {
+            document["security"] = json!([{"bearer": []}]);
+        }
+        document
+    }
+
+    fn operation(&self, op: &Operation) -> Value {
+        let route = op.route;
+        let (summary, tag) = summary(route);
+        let mut operation = json!({
+            "operationId": op.id(),
+            "summary": summary,
+            "tags": [tag],
+            "responses": self.responses(route),
+        });
+        let mut parameters = Vec::new();
+        if route.has_model() {
+            parameters.push(json!({
+                "name": "model", "in": "path", "required": true,
+                "description": "The model's name; this server serves one",
+                "schema": {"type": "string", "enum": [self.name]},
+            }));
+        }
+        if op.versioned {
+            parameters.push(json!({
+                "name": "version", "in": "path", "required": true,
+                "description": "The model's version; this server serves one",
+                "schema": {"type": "string", "enum": [self.version]},
+            }));
+        }
+        if let Some(body) = self.request_body(route) {
+            operation["requestBody"] = body;
+        }
+        if route == RouteId::V2Infer {
+            parameters.push(json!({
+                "name": "Inference-Header-Content-Length", "in": "header", "required": false,
+                "description": "Binary tensor data extension: the length of the JSON header \
+                                that starts the body; the binary data of the inputs follows it",
+                "schema": {"type": "integer", "minimum": 0},
+            }));
+        }
+        if !parameters.is_empty() {
+            operation["parameters"] = Value::Array(parameters);
+        }
+        if self.auth && route.is_health() {
+            // Probes carry no key.
+            operation["security"] = json!([]);
+        }
+        operation
+    }
+
+    fn request_body(&self, route: RouteId) -> Option<Value> {
+        let (schema, example) = match route {
+            RouteId::Predict => ("PredictRequest", self.predict_example()),
+            RouteId::V2Infer => ("InferRequest", self.infer_example()),
+            RouteId::V1Predict => ("V1PredictRequest", None),
+            _ => return None,
+        };
+        let mut json_content =
+            json!({"schema": {"$ref": format!("#/components/schemas/{schema}")}});
+        if let Some(example) = example {
+            json_content["example"] = example;
+        }
+        let mut content = json!({"application/json": json_content});
+        if route == RouteId::V2Infer {
+            content["application/octet-stream"] = json!({
+                "schema": {"type": "string", "format": "binary"},
+            });
+        }
+        Some(json!({"required": true, "content": content}))
+    }
+
+    fn responses(&self, route: RouteId) -> Value {
+        use RouteId::*;
+        let ok = |schema: Value, description: &str| {
+            json!({
+                "description": description,
+                "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}},
+                "content": {"application/json": {"schema": schema}},
+            })
+        };
+        let schema = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
+        let success = match route {
+            Summary => ok(schema("Summary"), "What this server serves"),
+            Predict => ok(schema("PredictResponse"), "The model's outputs"),
+            Healthz => ok(
+                json!({"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}),
+                "The process is up",
+            ),
+            Readyz => ok(
+                json!({"type": "object", "required": ["ready"], "properties": {"ready": {"const": true}}}),
+                "The model is loaded and the server is not draining",
+            ),
+            Metrics => text("text/plain", "Prometheus text exposition format 0.0.4"),
+            OpenApi => ok(json!({"type": "object"}), "This document"),
+            Docs => text("text/html", "The documentation page"),
+            V2Server => ok(schema("V2ServerMetadata"), "Server metadata"),
+            V2Live => ok(
+                json!({"type": "object", "required": ["live"], "properties": {"live": {"const": true}}}),
+                "The process is up",
+            ),
+            V2Ready | V2ModelReady => ok(schema("V2Ready"), "Ready"),
+            V2Model => ok(schema("V2ModelMetadata"), "Model metadata"),
+            V2ModelConfig => ok(schema("V2ModelConfig"), "Triton's model configuration"),
+            V2Infer => {
+                let mut answer = ok(schema("InferResponse"), "The model's outputs");
+                answer["headers"]["Inference-Header-Content-Length"] = json!({
+                    "description": "With binary outputs: the length of the JSON header",
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                });
+                answer["content"]["application/octet-stream"] = json!({
+                    "schema": {"type": "string", "format": "binary"},
+                });
+                answer
+            }
+            V1Status => ok(schema("V1Status"), "Model status"),
+            V1Metadata => ok(schema("V1Metadata"), "The signature"),
+            V1Predict => ok(schema("V1PredictResponse"), "The model's outputs"),
+        };
+        let mut responses = json!({"200": success});
+        let mut errors: Vec<&str> = vec!["405"];
+        if route.has_model() {
+            errors.push("404");
+        }
+        let needs_model = !matches!(route, Healthz | Metrics | V2Server | V2Live | V1Status);
+        if needs_model {
+            errors.push("503");
+        }
+        if matches!(route, Predict | V2Infer | V1Predict) {
+            errors.extend(["400", "408", "413", "500"]);
+        }
+        if route == V2Infer {
+            errors.push("415");
+        }
+        if self.auth && !route.is_health() {
+            errors.push("401");
+        }
+        for status in errors {
+            responses[status] = json!({"$ref": format!("#/components/responses/{status}")});
+        }
+        responses
+    }
+
+    fn components(&self) -> Value {
+        let request_id = json!({"$ref": "#/components/headers/X-Request-Id"});
+        let error = |description: &str, extra: Option<(&str, &str)>| {
+            let mut headers = json!({"X-Request-Id": request_id});
+            if let Some((name, about)) = extra {
+                headers[name] = json!({
+                    "description": about, "required": true, "schema": {"type": "string"},
+                });
+            }
+            json!({
+                "description": description,
+                "headers": headers,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            })
+        };
+        json!({
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "--api-key"},
+            },
+            "headers": {
+                "X-Request-Id": {
+                    "description": "The request's id: the client's X-Request-Id when it sent \
+                                    a usable one, else one made by the server",
+                    "required": true,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+                },
+            },
+            "responses": {
+                "400": error("The request does not fit the model or the protocol", None),
+                "401": error("No API key, or a wrong one", Some(("WWW-Authenticate", "Bearer realm=\"onnx-serve\""))),
+                "404": error("No such model or version on this server", None),
+                "405": error("The route does not take this method", Some(("Allow", "The methods it takes"))),
+                "408": error("The body did not arrive within --read-timeout", None),
+                "413": error("The body is over --max-body", None),
+                "415": error("An unsupported Content-Encoding", None),
+                "500": error("The model failed", None),
+                "503": error(
+                    "Not ready (loading or draining), or the queue is full",
+                    Some(("Retry-After", "Seconds to wait before trying again")),
+                ),
+            },
+            "schemas": self.schemas(),
+        })
+    }
+
+    fn schemas(&self) -> Value {
+        let signature = self.signature;
+        let description = json!({
+            "type": "object",
+            "required": ["name", "datatype", "shape", "dims"],
+            "properties": {
+                "name": {"type": "string"},
+                "datatype": {"enum": datatype_names()},
+                "shape": {"type": "array", "items": {"type": "integer", "minimum": -1}},
+                "dims": {"type": "string"},
+            },
+        });
+        let outputs: Vec<Value> = signature
+            .outputs
+            .iter()
+            .map(|spec| {
+                json!({
+                    "type": "object",
+                    "required": ["name", "datatype", "shape"],
+                    "properties": {
+                        "name": {"const": spec.name},
+                        "datatype": {"const": spec.datatype.name()},
+                        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                        "data": {"type": "array", "items": element(spec.datatype, Side::Output)},
+                        "parameters": {
+                            "type": "object",
+                            "properties": {"binary_data_size": {"type": "integer", "minimum": 0}},
+                        },
+                    },
+                })
+            })
+            .collect();
+        json!({
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {"type": "string", "description": "What went wrong, naming the input and the expected and received datatype or shape"},
+                    "request_id": {"type": "string", "description": "The request's X-Request-Id"},
+                },
+                "additionalProperties": false,
+            },
+            "TensorDescription": description,
+            "Summary": {
+                "type": "object",
+                "required": ["name", "status", "ready", "inputs", "outputs", "request_example", "links"],
+                "properties": {
+                    "name": {"const": self.name},
+                    "status": {"const": "alive"},
+                    "ready": {"type": "boolean"},
+                    "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/TensorDescription"}},
+                    "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/TensorDescription"}},
+                    "request_example": {"type": "string"},
+                    "links": {"type": "object", "additionalProperties": {"type": "string"}},
+                },
+            },
+            "PredictRequest": {
+                "type": "object",
+                "required": ["inputs"],
+                "properties": {"inputs": named_tensors(&signature.inputs, Side::Input)},
+            },
+            "PredictResponse": {
+                "type": "object",
+                "required": ["outputs"],
+                "properties": {"outputs": named_tensors(&signature.outputs, Side::Output)},
+                "additionalProperties": false,
+            },
+            "InferRequest": self.infer_request(),
+            "InferResponse": {
+                "type": "object",
+                "required": ["model_name", "model_version", "outputs"],
+                "properties": {
+                    "model_name": {"const": self.name},
+                    "model_version": {"const": self.version},
+                    "id": {"type": "string"},
+                    "outputs": {"type": "array", "items": {"anyOf": outputs}},
+                },
+            },
+            "V1PredictRequest": self.v1_request(),
+            "V1PredictResponse": self.v1_response(),
+            "V2ServerMetadata": {
+                "type": "object",
+                "required": ["name", "version", "extensions"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "version": {"type": "string"},
+                    "extensions": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+            "V2Ready": {
+                "type": "object",
+                "required": ["ready"],
+                "properties": {"name": {"const": self.name}, "ready": {"type": "boolean"}},
+            },
+            "V2ModelMetadata": {
+                "type": "object",
+                "required": ["name", "versions", "platform", "inputs", "outputs"],
+                "properties": {
+                    "name": {"const": self.name},
+                    "versions": {"type": "array", "items": {"type": "string"}},
+                    "platform": {"type": "string"},
+                    "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/TensorDescription"}},
+                    "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/TensorDescription"}},
+                },
+            },
+            "V2ModelConfig": {
+                "type": "object",
+                "required": ["name", "platform", "backend", "max_batch_size", "input", "output"],
+                "properties": {
+                    "name": {"const": self.name},
+                    "platform": {"type": "string"},
+                    "backend": {"type": "string"},
+                    "max_batch_size": {"type": "integer", "minimum": 0},
+                    "input": {"type": "array", "items": {"$ref": "#/components/schemas/ConfigTensor"}},
+                    "output": {"type": "array", "items": {"$ref": "#/components/schemas/ConfigTensor"}},
+                },
+            },
+            "ConfigTensor": {
+                "type": "object",
+                "required": ["name", "data_type", "dims"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "data_type": {"type": "string", "pattern": "^TYPE_"},
+                    "dims": {"type": "array", "items": {"type": "integer", "minimum": -1}},
+                },
+            },
+            "V1Status": {
+                "type": "object",
+                "required": ["name", "ready", "model_version_status"],
+                "properties": {
+                    "name": {"const": self.name},
+                    "ready": {"type": "boolean"},
+                    "model_version_status": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["version", "state", "status"],
+                            "properties": {
+                                "version": {"type": "string"},
+                                "state": {"enum": ["LOADING", "AVAILABLE", "UNLOADING"]},
+                                "status": {"type": "object"},
+                            },
+                        },
+                    },
+                },
+            },
+            "V1Metadata": {
+                "type": "object",
+                "required": ["model_spec", "metadata"],
+                "properties": {
+                    "model_spec": {"type": "object"},
+                    "metadata": {"type": "object"},
+                },
+            },
+        })
+    }
+
+    /// `POST /v2/models/{m}/infer`: each input by name, datatype and shape, its data flat
+    /// (row-major) or nested. That the data fills the shape is checked by the server; a
+    /// schema cannot say it.
+    fn infer_request(&self) -> Value {
+        let signature = self.signature;
+        let inputs: Vec<Value> = signature
+            .inputs
+            .iter()
+            .map(|spec| {
+                let dims: Vec<Value> = spec
+                    .shape
+                    .iter()
+                    .map(|dim| match dim {
+                        Dim::Fixed(n) => json!({"const": n}),
+                        Dim::Symbolic(_) => json!({"type": "integer", "minimum": 1}),
+                    })
+                    .collect();
+                let rank = spec.shape.len();
+                let element = element(spec.datatype, Side::Input);
+                json!({
+                    "type": "object",
+                    "required": ["name", "datatype", "shape"],
+                    "properties": {
+                        "name": {"const": spec.name},
+                        "datatype": {"const": spec.datatype.name()},
+                        "shape": {
+                            "type": "array", "minItems": rank, "maxItems": rank,
+                            "prefixItems": dims, "items": false,
+                        },
+                        "data": {
+                            "description": "The elements, row-major: flat, or nested as the shape",
+                            "type": "array",
+                            "items": {"anyOf": [element, {"type": "array"}]},
+                        },
+                        "parameters": {
+                            "type": ["object", "null"],
+                            "properties": {
+                                "binary_data_size": {
+                                    "description": "Binary tensor data extension: the input's bytes follow the JSON header, instead of data",
+                                    "type": "integer", "minimum": 0,
+                                },
+                            },
+                        },
+                    },
+                })
+            })
+            .collect();
+        let names: Vec<&str> = signature.outputs.iter().map(|s| s.name.as_str()).collect();
+        json!({
+            "type": "object",
+            "required": ["inputs"],
+            "properties": {
+                "id": {"type": "string", "description": "Echoed in the response"},
+                "parameters": {
+                    "type": ["object", "null"],
+                    "properties": {"binary_data_output": {"type": "boolean"}},
+                },
+                "inputs": {"type": "array", "minItems": 1, "items": {"anyOf": inputs}},
+                "outputs": {
+                    "type": ["array", "null"],
+                    "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {
+                            "name": {"enum": names},
+                            "parameters": {
+                                "type": ["object", "null"],
+                                "properties": {
+                                    "binary_data": {"type": ["boolean", "null"]},
+                                    "classification": {"type": ["integer", "null"], "minimum": 0, "maximum": 0},
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        })
+    }
+
+    /// `instances` (one row per batch item) or `inputs` (as `/predict` takes them).
+    fn v1_request(&self) -> Value {
+        let inputs = &self.signature.inputs;
+        let row = |spec: &TensorSpec| -> Value {
+            match spec.shape.split_first() {
+                Some((_, rest)) => nested(rest, element(spec.datatype, Side::Input), Side::Input),
+                None => element(spec.datatype, Side::Input),
+            }
+        };
+        let row = match inputs.as_slice() {
+            [one] => row(one),
+            many => {
+                let properties: Map<String, Value> =
+                    many.iter().map(|s| (s.name.clone(), row(s))).collect();
+                json!({
+                    "type": "object",
+                    "properties": properties,
+                    "required": many.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+                    "additionalProperties": false,
+                })
+            }
+        };
+        let mut instances = json!({"type": "array", "minItems": 1, "items": row});
+        // Rows are stacked along the first dimension: a fixed one fixes their number.
+        if let Some(Dim::Fixed(n)) = inputs.first().and_then(|s| s.shape.first()) {
+            instances["minItems"] = json!(n);
+            instances["maxItems"] = json!(n);
+        }
+        json!({
+            "oneOf": [
+                {"type": "object", "required": ["instances"], "not": {"required": ["inputs"]},
+                 "properties": {"instances": instances}},
+                {"type": "object", "required": ["inputs"], "not": {"required": ["instances"]},
+                 "properties": {"inputs": named_tensors(inputs, Side::Input)}},
+            ],
+        })
+    }
+
+    fn v1_response(&self) -> Value {
+        let outputs = &self.signature.outputs;
+        let predictions = match outputs.as_slice() {
+            [one] => nested(
+                &one.shape,
+                element(one.datatype, Side::Output),
+                Side::Output,
+            ),
+            many => {
+                let properties: Map<String, Value> = many
+                    .iter()
+                    .map(|s| {
+                        let rest = s.shape.get(1..).unwrap_or_default();
+                        (
+                            s.name.clone(),
+                            nested(rest, element(s.datatype, Side::Output), Side::Output),
+                        )
+                    })
+                    .collect();
+                json!({"type": "array", "items": {"type": "object", "properties": properties}})
+            }
+        };
+        json!({
+            "oneOf": [
+                {"type": "object", "required": ["predictions"], "properties": {"predictions": predictions},
+                 "additionalProperties": false},
+                {"type": "object", "required": ["outputs"],
+                 "properties": {"outputs": named_tensors(outputs, Side::Output)},
+                 "additionalProperties": false},
+            ],
+        })
+    }
+
+    fn predict_example(&self) -> Option<Value> {
+        let inputs = &self.signature.inputs;
+        let examples: Option<Vec<Value>> = inputs.iter().map(example_tensor).collect();
+        let mut examples = examples?;
+        let value = match inputs.as_slice() {
+            [_] => examples.pop()?,
+            many => Value::Object(many.iter().map(|s| s.name.clone()).zip(examples).collect()),
+        };
+        Some(json!({"inputs": value}))
+    }
+
+    fn infer_example(&self) -> Option<Value> {
+        let inputs: Option<Vec<Value>> = self
+            .signature
+            .inputs
+            .iter()
+            .map(|spec| {
+                let shape = example_shape(spec)?;
+                let count: usize = shape.iter().product();
+                Some(json!({
+                    "name": spec.name,
+                    "datatype": spec.datatype.name(),
+                    "shape": shape,
+                    "data": vec![example_element(spec.datatype); count],
+                }))
+            })
+            .collect();
+        Some(json!({"inputs": inputs?}))
+    }
+
+    /// The page, with the data its script renders.
+    fn page(&self) -> String {
+        let describe = |specs: &[TensorSpec]| -> Vec<Value> {
+            specs
+                .iter()
+                .map(|s| serde_json::to_value(s.describe()).expect("descriptions serialize"))
+                .collect()
+        };
+        let routes: Vec<Value> = Operation::all()
+            .iter()
+            .filter(|op| !op.versioned)
+            .map(|op| {
+                let spec = op.route.spec();
+                json!({
+                    "method": spec.allow.header().split(',').next().unwrap_or("GET"),
+                    "path": spec.template.replace("{model}", self.name),
+                    "summary": summary(op.route).0,
+                    "open": !self.auth || op.route.is_health(),
+                })
+            })
+            .collect();
+        let data = json!({
+            "name": self.name,
+            "version": self.version,
+            "server_version": env!("CARGO_PKG_VERSION"),
+            "tract_version": crate::model::TRACT_VERSION,
+            "auth": self.auth,
+            "inputs": describe(&self.signature.inputs),
+            "outputs": describe(&self.signature.outputs),
+            "routes": routes,
+        });
+        PAGE.replacen(PAGE_DATA, &script_json(&data), 1)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Input,
+    Output,
+}
+
+/// The smallest magnitudes that no longer round to a finite FP16 / FP32: the largest
+/// finite value plus half a unit in the last place (a tie rounds to the even neighbour,
+/// infinity). From there on every value is refused as out of range.
+const FP16_OVERFLOW: f64 = 65520.0;
+const FP32_OVERFLOW: f64 = 3.402_823_567_797_336_6e38; // 2^128 - 2^103
+
+/// The schema of one element of a datatype. Inputs are bounded by what the datatype
+/// holds (a number that does not fit is refused); float inputs take the non-finite
+/// strings in any case and spelling the decoder accepts, outputs write them one way.
+fn element(datatype: DataType, side: Side) -> Value {
+    let integer =
+        |min: Value, max: Value| json!({"type": "integer", "minimum": min, "maximum": max});
+    let float = |bound: Option<f64>| {
+        let mut number = json!({"type": "number"});
+        if let (Some(bound), Side::Input) = (bound, side) {
+            number["exclusiveMinimum"] = json!(-bound);
+            number["exclusiveMaximum"] = json!(bound);
+        }
+        let non_finite = match side {
+            Side::Input => json!({
+                "type": "string",
+                "pattern": "^[+-]?([Nn][Aa][Nn]|[Ii][Nn][Ff]([Ii][Nn][Ii][Tt][Yy])?)$",
+            }),
+            Side::Output => json!({"enum": ["NaN", "Infinity", "-Infinity"]}),
+        };
+        json!({"anyOf": [number, non_finite]})
+    };
+    match datatype {
+        DataType::Bool => json!({"type": "boolean"}),
+        DataType::Uint8 => integer(json!(0), json!(u8::MAX)),
+        DataType::Uint16 => integer(json!(0), json!(u16::MAX)),
+        DataType::Uint32 => integer(json!(0), json!(u32::MAX)),
+        DataType::Uint64 => integer(json!(0), json!(u64::MAX)),
+        DataType::Int8 => integer(json!(i8::MIN), json!(i8::MAX)),
+        DataType::Int16 => integer(json!(i16::MIN), json!(i16::MAX)),
+        DataType::Int32 => integer(json!(i32::MIN), json!(i32::MAX)),
+        DataType::Int64 => integer(json!(i64::MIN), json!(i64::MAX)),
+        DataType::Fp16 => float(Some(FP16_OVERFLOW)),
+        DataType::Fp32 => float(Some(FP32_OVERFLOW)),
+        DataType::Fp64 => float(None),
+        DataType::Bytes if side == Side::Input => json!({
+            "anyOf": [
+                {"type": "string"},
+                {"type": "object", "required": ["b64"], "additionalProperties": false,
+                 "properties": {"b64": {"type": "string", "contentEncoding": "base64"}}},
+            ],
+        }),
+        DataType::Bytes => json!({"type": "string"}),
+    }
+}
+
+/// Nested arrays, outermost dimension first. An input's symbolic dimension needs at least
+/// one item (the server refuses 0); an output's may have any number.
+fn nested(shape: &[Dim], element: Value, side: Side) -> Value {
+    shape.iter().rev().fold(element, |items, dim| {
+        let mut array = json!({"type": "array", "items": items});
+        match dim {
+            Dim::Fixed(n) => {
+                array["minItems"] = json!(n);
+                array["maxItems"] = json!(n);
+            }
+            Dim::Symbolic(symbol) => {
+                array["description"] = json!(format!("dimension {symbol}: any size"));
+                if side == Side::Input {
+                    array["minItems"] = json!(1);
+                }
+            }
+        }
+        array
+    })
+}
+
+fn tensor(spec: &TensorSpec, side: Side) -> Value {
+    let mut schema = nested(&spec.shape, element(spec.datatype, side), side);
+    schema["title"] = json!(format!(
+        "{} {} {}",
+        spec.name,
+        spec.datatype,
+        spec.shape_text()
+    ));
+    schema
+}
+
+/// `/predict`'s `inputs` and `outputs`: one tensor alone, or an object by name. A single
+/// input may also be sent by name.
+fn named_tensors(specs: &[TensorSpec], side: Side) -> Value {
+    let by_name = || {
+        let properties: Map<String, Value> = specs
+            .iter()
+            .map(|s| (s.name.clone(), tensor(s, side)))
+            .collect();
+        json!({
+            "type": "object",
+            "properties": properties,
+            "required": specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            "additionalProperties": false,
+        })
+    };
+    match (specs, side) {
+        ([one], Side::Input) => json!({"anyOf": [tensor(one, side), by_name()]}),
+        ([one], Side::Output) => tensor(one, side),
+        _ => by_name(),
+    }
+}
+
+fn datatype_names() -> Vec<&'static str> {
+    DataType::ALL.iter().map(|d| d.name()).collect()
+}
+
+/// An example shape: symbolic dimensions of 1; `None` when it is too large to show.
+fn example_shape(spec: &TensorSpec) -> Option<Vec<usize>> {
+    let shape: Vec<usize> = spec
+        .shape
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(n) => *n,
+            Dim::Symbolic(_) => 1,
+        })
+        .collect();
+    let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?;
+    (count <= MAX_EXAMPLE_ELEMENTS).then_some(shape)
+}
+
+fn example_element(datatype: DataType) -> Value {
+    match datatype {
+        DataType::Bool => json!(false),
+        DataType::Bytes => json!(""),
+        dt if dt.is_float() => json!(0.0),
+        _ => json!(0),
+    }
+}
+
+/// A valid nested example of an input, or `None` when too large.
+fn example_tensor(spec: &TensorSpec) -> Option<Value> {
+    let shape = example_shape(spec)?;
+    let leaf = example_element(spec.datatype);
+    Some(
+        shape
+            .iter()
+            .rev()
+            .fold(leaf, |inner, &n| Value::Array(vec![inner; n])),
+    )
+}
+
+/// JSON to put inside a `<script>`: `<`, `>` and `&` escaped so that no string in it can
+/// end the script or open a comment.
+fn script_json(value: &Value) -> String {
+    serde_json::to_string(value)
+        .expect("JSON values serialize")
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signature::tests::spec;
+
+    fn digits() -> Signature {
+        Signature {
+            inputs: vec![spec(
+                "input",
+                vec![Dim::Symbolic("batch".into()), Dim::Fixed(64)],
+            )],
+            outputs: vec![spec(
+                "probabilities",
+                vec![Dim::Symbolic("batch".into()), Dim::Fixed(10)],
+            )],
+        }
+    }
+
+    fn described(signature: &Signature) -> Described<'_> {
+        Described {
+            name: "digits",
+            version: "1",
+            signature,
+            auth: false,
+        }
+    }
+
+    #[test]
+    fn shapes_become_nested_arrays_with_bounds_for_fixed_dims() {
+        let signature = digits();
+        let schema = tensor(&signature.inputs[0], Side::Input);
+        assert_eq!(schema["type"], "array");
+        assert_eq!(schema["minItems"], 1);
+        assert!(schema.get("maxItems").is_none());
+        assert_eq!(schema["items"]["minItems"], 64);
+        assert_eq!(schema["items"]["maxItems"], 64);
+        let element = &schema["items"]["items"]["anyOf"];
+        assert_eq!(element[0]["type"], "number");
+        assert_eq!(element[1]["type"], "string");
+    }
+
+    #[test]
+    fn every_route_is_documented() {
+        let signature = digits();
+        let document = described(&signature).document();
+        let paths = document["paths"].as_object().unwrap();
+        for route in RouteId::ALL {
+            let spec = route.spec();
+            let method = if spec.allow == Allow::Post {
+                "post"
+            } else {
+                "get"
+            };
+            assert!(
+                paths[spec.template].get(method).is_some(),
+                "{} {}",
+                method,
+                spec.template
+            );
+        }
+        assert!(paths.contains_key("/v2/models/{model}/versions/{version}/infer"));
+        assert!(paths.contains_key("/v1/models/{model}/versions/{version}:predict"));
+        assert!(document.get("security").is_none());
+    }
+
+    #[test]
+    fn float_bounds_are_where_the_decoder_starts_refusing() {
+        use crate::tensor::json::{Element, Scalar};
+        use half::f16;
+        fn check<E: Element>(bound: f64, below: f64) {
+            for sign in [1.0, -1.0] {
+                assert!(
+                    E::from_scalar(Scalar::Float(sign * bound)).is_err(),
+                    "{bound}"
+                );
+                assert!(
+                    E::from_scalar(Scalar::Float(sign * below)).is_ok(),
+                    "{below}"
+                );
+            }
+        }
+        // half converts through f32, so values within 2^-9 of the FP16 bound already
+        // overflow; the schema's bound is the one past which all do.
+        check::<f16>(FP16_OVERFLOW, 65519.99);
+        check::<f32>(FP32_OVERFLOW, f64::from_bits(FP32_OVERFLOW.to_bits() - 1));
+        assert_eq!(FP32_OVERFLOW, 2f64.powi(128) - 2f64.powi(103));
+    }
+
+    #[test]
+    fn the_example_fits_the_signature() {
+        let signature = digits();
+        let example = described(&signature).predict_example().unwrap();
+        let rows = example["inputs"].as_array().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].as_array().unwrap().len(), 64);
+    }
+
+    #[test]
+    fn the_page_data_cannot_close_the_script() {
+        let text = script_json(&json!({"name": "</script><b>&"}));
+        assert!(!text.contains('<') && !text.contains('&'), "{text}");
+        let back: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["name"], "</script><b>&");
+    }
+}
