@@ -12,61 +12,89 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-/// The upper bounds of the histogram buckets, 100 µs to 10 s, in nanoseconds and as
-/// written in the `le` label.
-const BOUNDS_NANOS: [u64; 16] = [
-    100_000,
-    250_000,
-    500_000,
-    1_000_000,
-    2_500_000,
-    5_000_000,
-    10_000_000,
-    25_000_000,
-    50_000_000,
-    100_000_000,
-    250_000_000,
-    500_000_000,
-    1_000_000_000,
-    2_500_000_000,
-    5_000_000_000,
-    10_000_000_000,
-];
-const BOUNDS_TEXT: [&str; 16] = [
-    "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
-    "0.25", "0.5", "1", "2.5", "5", "10",
-];
+/// What a histogram measures: the upper bounds of its buckets, in the unit it counts in,
+/// the same bounds as written in the `le` label, and how many counted units make one
+/// exposed unit.
+pub struct Scale {
+    bounds: &'static [u64],
+    labels: &'static [&'static str],
+    per_unit: f64,
+}
+
+/// Durations, counted in nanoseconds and exposed in seconds: 100 µs to 10 s.
+pub static SECONDS: Scale = Scale {
+    bounds: &[
+        100_000,
+        250_000,
+        500_000,
+        1_000_000,
+        2_500_000,
+        5_000_000,
+        10_000_000,
+        25_000_000,
+        50_000_000,
+        100_000_000,
+        250_000_000,
+        500_000_000,
+        1_000_000_000,
+        2_500_000_000,
+        5_000_000_000,
+        10_000_000_000,
+    ],
+    labels: &[
+        "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
+        "0.25", "0.5", "1", "2.5", "5", "10",
+    ],
+    per_unit: 1e9,
+};
+
+/// Rows in one run of the model: 1 to 1024, in powers of two.
+pub static ROWS: Scale = Scale {
+    bounds: &[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
+    labels: &[
+        "1", "2", "4", "8", "16", "32", "64", "128", "256", "512", "1024",
+    ],
+    per_unit: 1.0,
+};
 
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// A histogram of durations. Each observation adds to one bucket (made cumulative when
-/// written) and to the sum; the count is the sum of the buckets, so the two always agree.
+/// A histogram. Each observation adds to one bucket (made cumulative when written) and to
+/// the sum; the count is the sum of the buckets, so the two always agree.
 pub struct Histogram {
-    buckets: [AtomicU64; BOUNDS_NANOS.len() + 1],
-    sum_nanos: AtomicU64,
-}
-
-impl Default for Histogram {
-    fn default() -> Histogram {
-        Histogram::new()
-    }
+    scale: &'static Scale,
+    /// One per bound, and the last for values past every bound (`+Inf`).
+    buckets: Box<[AtomicU64]>,
+    sum: AtomicU64,
 }
 
 impl Histogram {
-    pub const fn new() -> Histogram {
+    pub fn new(scale: &'static Scale) -> Histogram {
         Histogram {
-            buckets: [const { AtomicU64::new(0) }; BOUNDS_NANOS.len() + 1],
-            sum_nanos: AtomicU64::new(0),
+            scale,
+            buckets: (0..=scale.bounds.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            sum: AtomicU64::new(0),
         }
     }
 
+    /// A histogram of durations (`SECONDS`).
+    pub fn seconds() -> Histogram {
+        Histogram::new(&SECONDS)
+    }
+
     pub fn observe(&self, elapsed: Duration) {
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.observe_value(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    /// Observes a value in the scale's counted unit (nanoseconds, rows).
+    pub fn observe_value(&self, value: u64) {
         // The first bucket whose bound is >= the value (buckets are "less or equal").
-        let bucket = BOUNDS_NANOS.partition_point(|&bound| bound < nanos);
+        let bucket = self.scale.bounds.partition_point(|&bound| bound < value);
         self.buckets[bucket].fetch_add(1, Relaxed);
-        self.sum_nanos.fetch_add(nanos, Relaxed);
+        self.sum.fetch_add(value, Relaxed);
     }
 
     pub fn count(&self) -> u64 {
@@ -79,7 +107,7 @@ impl Histogram {
         for (bucket, le) in self
             .buckets
             .iter()
-            .zip(BOUNDS_TEXT.iter().chain(["+Inf"].iter()))
+            .zip(self.scale.labels.iter().chain(["+Inf"].iter()))
         {
             cumulative += bucket.load(Relaxed);
             let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{le}\"}} {cumulative}");
@@ -88,7 +116,7 @@ impl Histogram {
             "" => String::new(),
             some => format!("{{{some}}}"),
         };
-        let sum = self.sum_nanos.load(Relaxed) as f64 / 1e9;
+        let sum = self.sum.load(Relaxed) as f64 / self.scale.per_unit;
         let _ = writeln!(out, "{name}_sum{labels} {sum}");
         let _ = writeln!(out, "{name}_count{labels} {cumulative}");
     }
@@ -136,8 +164,8 @@ impl Metrics {
             requests: (0..ROUTE_SLOTS)
                 .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
                 .collect(),
-            request_seconds: (0..ROUTE_SLOTS).map(|_| Histogram::new()).collect(),
-            queue_wait: Histogram::new(),
+            request_seconds: (0..ROUTE_SLOTS).map(|_| Histogram::seconds()).collect(),
+            queue_wait: Histogram::seconds(),
             in_flight: AtomicI64::new(0),
             panics: AtomicU64::new(0),
         }
@@ -218,19 +246,19 @@ pub fn render(app: &App) -> String {
     }
 
     let model = app.model().ok();
+    // While the model loads, its histograms are written empty so that the series exist.
+    let (empty_seconds, empty_rows) = (Histogram::seconds(), Histogram::new(&ROWS));
     header(
         &mut out,
         "onnx_serve_inference_duration_seconds",
         "histogram",
-        "Time the model took to run one request's batch.",
+        "Time the model took for one run (with batching, one batch).",
     );
-    if let Some(model) = model {
-        model
-            .run_seconds()
-            .write(&mut out, "onnx_serve_inference_duration_seconds", "");
-    } else {
-        Histogram::new().write(&mut out, "onnx_serve_inference_duration_seconds", "");
-    }
+    model.map_or(&empty_seconds, |m| m.run_seconds()).write(
+        &mut out,
+        "onnx_serve_inference_duration_seconds",
+        "",
+    );
 
     header(
         &mut out,
@@ -241,8 +269,18 @@ pub fn render(app: &App) -> String {
     metrics
         .queue_wait
         .write(&mut out, "onnx_serve_queue_wait_seconds", "");
-    // A batch-size histogram belongs here once requests are batched together; today every
-    // request runs on its own.
+
+    // Only for a model with a batch dimension: for any other, a row means nothing.
+    if let Some(rows) = model.map_or(Some(&empty_rows), |m| m.batch_sizes()) {
+        header(
+            &mut out,
+            "onnx_serve_batch_size",
+            "histogram",
+            "Rows (items along the batch dimension) in one run of the model; with \
+             --max-batch-size, the rows of every request stacked into it.",
+        );
+        rows.write(&mut out, "onnx_serve_batch_size", "");
+    }
 
     let (busy, waiting) = app.workers.load();
     gauge(
@@ -335,7 +373,7 @@ mod tests {
 
     #[test]
     fn observations_land_in_the_first_bucket_at_or_above_them() {
-        let h = Histogram::new();
+        let h = Histogram::seconds();
         h.observe(Duration::from_micros(100)); // exactly on the first bound
         h.observe(Duration::from_micros(101));
         h.observe(Duration::from_secs(11)); // past the last bound: +Inf only
@@ -347,6 +385,22 @@ mod tests {
         assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"), "{out}");
         assert!(out.contains("x_count 3\n"), "{out}");
         assert!(out.contains("x_sum 11.000201\n"), "{out}");
+    }
+
+    #[test]
+    fn row_counts_are_written_as_whole_numbers() {
+        let h = Histogram::new(&ROWS);
+        for rows in [1, 3, 64, 2000] {
+            h.observe_value(rows);
+        }
+        let mut out = String::new();
+        h.write(&mut out, "rows", "");
+        assert!(out.contains("rows_bucket{le=\"1\"} 1\n"), "{out}");
+        assert!(out.contains("rows_bucket{le=\"4\"} 2\n"), "{out}");
+        assert!(out.contains("rows_bucket{le=\"64\"} 3\n"), "{out}");
+        assert!(out.contains("rows_bucket{le=\"1024\"} 3\n"), "{out}");
+        assert!(out.contains("rows_bucket{le=\"+Inf\"} 4\n"), "{out}");
+        assert!(out.contains("rows_sum 2068\n"), "{out}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! (`--intra-op-threads`), and dynamic batching (`batcher.rs`).
 
 use crate::batcher::{BatchConfig, Batcher};
-use crate::metrics::Histogram;
+use crate::metrics::{self, Histogram};
 use crate::signature::{Dim, Signature, TensorSpec, describe_all};
 use crate::tensor::{DataType, Tensor, TensorData};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -34,6 +34,8 @@ struct Runner {
     running: AtomicUsize,
     /// How long each run took, and the panics it caught: the model's metrics.
     run_seconds: Histogram,
+    /// Rows per run, for a model with a batch dimension.
+    batch_sizes: Option<Histogram>,
     panics: AtomicU64,
 }
 
@@ -128,7 +130,10 @@ impl Model {
                 plan,
                 intra_op: None,
                 running: AtomicUsize::new(0),
-                run_seconds: Histogram::new(),
+                run_seconds: Histogram::seconds(),
+                batch_sizes: signature
+                    .batch_dim()
+                    .map(|_| Histogram::new(&metrics::ROWS)),
                 panics: AtomicU64::new(0),
             }),
             signature,
@@ -181,6 +186,11 @@ impl Model {
         &self.runner.run_seconds
     }
 
+    /// The rows in each run so far, for a model with a batch dimension.
+    pub fn batch_sizes(&self) -> Option<&Histogram> {
+        self.runner.batch_sizes.as_ref()
+    }
+
     /// Panics caught in tract so far.
     pub fn panics_caught(&self) -> u64 {
         self.runner.panics.load(Ordering::Relaxed)
@@ -204,6 +214,9 @@ impl Runner {
             .map(to_tract)
             .collect::<TractResult<_>>()
             .map_err(|e| RunError::Failed(brief(&e)))?;
+        if let (Some(histogram), Some(rows)) = (&self.batch_sizes, batch_rows(&inputs)) {
+            histogram.observe_value(rows as u64);
+        }
         let alone = self.running.fetch_add(1, Ordering::SeqCst) == 0;
         let started = Instant::now();
         let run = catch_unwind(AssertUnwindSafe(|| match &self.intra_op {
@@ -226,6 +239,12 @@ impl Runner {
             .collect::<TractResult<_>>()
             .map_err(|e| RunError::Failed(brief(&e)))
     }
+}
+
+/// The rows of a run: the first dimension of its first input (the batch dimension, for a
+/// model that has one).
+fn batch_rows(inputs: &[TValue]) -> Option<usize> {
+    inputs.first()?.shape().first().copied()
 }
 
 /// tract's error chain in one line: the first line of each cause, clipped, because some

@@ -159,6 +159,9 @@ def test_metrics():
         assert delta("onnx_serve_request_duration_seconds_count", route="/predict") == total
         runs = sent["ok"] + sent["v2"]
         assert delta("onnx_serve_inference_duration_seconds_count") == runs
+        # Each of those runs had one row (one digit).
+        assert delta("onnx_serve_batch_size_count") == runs
+        assert delta("onnx_serve_batch_size_sum") == runs
         # Every prediction took a worker slot, where bodies are decoded: the 400s too.
         assert delta("onnx_serve_queue_wait_seconds_count") == runs + sent["bad"]
         assert value(after, "onnx_serve_requests_in_flight") == 1  # the scrape itself
@@ -171,6 +174,7 @@ def test_metrics():
             "onnx_serve_request_duration_seconds": "histogram",
             "onnx_serve_inference_duration_seconds": "histogram",
             "onnx_serve_queue_wait_seconds": "histogram",
+            "onnx_serve_batch_size": "histogram",
             "onnx_serve_requests_in_flight": "gauge",
             "onnx_serve_panics_caught": "counter",
             "onnx_serve_model_load_seconds": "gauge",
