@@ -48,7 +48,7 @@ fn measure(case: &Case) {
 
     let server = common::Server::builder()
         .args(["--model", &case.model_path(), "--model-name", "bench"])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", support::QUIET_LOG)
         .start();
     let http_json = round_trip(server.addr, &support::predict_request(case));
     let http_binary = round_trip(server.addr, &support::v2_binary_request(&model, &inputs));

@@ -36,7 +36,7 @@ fn start(case: &Case, extra: &[&str]) -> Server {
     Server::builder()
         .args(["--model", &case.model_path(), "--model-name", "bench"])
         .args(extra.iter().copied())
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", support::QUIET_LOG)
         .start()
 }
 
@@ -104,13 +104,17 @@ fn measure(case: &Case, cores: usize, duration: Duration) {
         );
     }
 
-    // Dynamic batching at 64 clients.
+    // Dynamic batching at 64 clients, for a model with a batch dimension to stack along.
     println!("\n| 64 clients, V2 binary | req/s | median | errors |");
     println!("|---|---:|---:|---:|");
-    for (label, extra) in [
-        ("no batching", vec![]),
-        ("--max-batch-size 64", vec!["--max-batch-size", "64"]),
-    ] {
+    let mut configs = vec![("no batching", vec![])];
+    match model.signature().batch_dim() {
+        Some(_) => configs.push(("--max-batch-size 64", vec!["--max-batch-size", "64"])),
+        None => {
+            println!("| --max-batch-size 64 | not possible: the batch dimension is fixed | | |")
+        }
+    }
+    for (label, extra) in configs {
         let server = start(case, &extra);
         let run = load(server.addr, &binary, 64, duration);
         println!(
@@ -124,8 +128,8 @@ fn measure(case: &Case, cores: usize, duration: Duration) {
     // Start-up and memory.
     let started = Instant::now();
     let server = Server::builder()
-        .args(["--model", &case.model_path()])
-        .env("RUST_LOG", "warn")
+        .args(["--model", &case.model_path(), "--model-name", "bench"])
+        .env("RUST_LOG", support::QUIET_LOG)
         .no_wait()
         .start();
     let mut ready = false;

@@ -361,3 +361,7 @@ pub fn kib(bytes: usize) -> String {
         format!("{:.0} KiB", bytes as f64 / 1024.0)
     }
 }
+
+/// The servers' log filter: no access lines, but the start-up line the harness reads the
+/// address from.
+pub const QUIET_LOG: &str = "warn,onnx_serve=info,onnx_serve::access=warn";
