@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Server, binary, bundled_model, exchange, fixture, fixture_model, repo};
+use common::{Server, binary, bundled_model, exchange, fixture, fixture_model, raw_predict, repo};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -237,12 +237,7 @@ fn sigterm_drains_requests_in_flight_then_exits_0() {
             200
         );
         let body = serde_json::to_vec(&json!({"inputs": [vec![0.5; 1024]]})).unwrap();
-        let mut request = format!(
-            "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        request.extend_from_slice(&body);
+        let request = raw_predict(&body);
         let mut clients: Vec<_> = (0..3)
             .map(|_| {
                 let mut stream = server.connect();

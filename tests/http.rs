@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Server, exchange, fixture};
+use common::{Server, exchange, fixture, raw_predict};
 use serde_json::json;
 use std::io::Write;
 use std::sync::{Arc, Barrier};
@@ -156,12 +156,7 @@ fn thirty_two_keep_alive_clients_at_once_on_a_fresh_server_all_get_answers() {
     // the threads it wakes, which is a race: one burst often gets through even without our
     // mitigation, eight in a row did not once in our trials.
     let body = std::fs::read(fixture("digit.json")).unwrap();
-    let mut request = format!(
-        "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(&body);
+    let request = raw_predict(&body);
     for trial in 0..8 {
         let server = Server::digits();
         let answered = burst_of_32(&server, &request);
@@ -237,12 +232,7 @@ fn a_response_over_1_kib_on_a_kept_alive_connection_is_not_delayed() {
         .unwrap()[..16]
         .to_vec();
     let body = serde_json::to_vec(&json!({"inputs": rows})).unwrap();
-    let mut request = format!(
-        "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(&body);
+    let request = raw_predict(&body);
     let mut stream = server.connect();
     stream.set_nodelay(true).unwrap();
     let mut times = Vec::new();

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{RawResponse, Server, fixture_model, try_read_response};
+use common::{RawResponse, Server, fixture_model, raw_predict, try_read_response};
 use serde_json::json;
 use std::io::Write;
 use std::net::TcpStream;
@@ -15,13 +15,7 @@ use std::time::{Duration, Instant};
 
 fn slow_request() -> Vec<u8> {
     let body = serde_json::to_vec(&json!({"inputs": [vec![0.25; 1024]]})).unwrap();
-    let mut request = format!(
-        "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(&body);
-    request
+    raw_predict(&body)
 }
 
 fn connect(server: &Server) -> TcpStream {

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Server, fixture, read_response};
+use common::{Server, fixture, raw_predict, read_response};
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -110,13 +110,7 @@ fn exchange(addr: SocketAddr, request: &[u8]) -> common::RawResponse {
 
 fn predict_request() -> Vec<u8> {
     let body = std::fs::read(fixture("digit.json")).unwrap();
-    let mut request = format!(
-        "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(&body);
-    request
+    raw_predict(&body)
 }
 
 fn assert_predicts(addr: SocketAddr, via: &str) {

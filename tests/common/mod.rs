@@ -432,6 +432,17 @@ pub fn try_read_response(stream: &mut TcpStream) -> Option<RawResponse> {
     read_response_or_error(stream).ok()
 }
 
+/// The bytes of `POST /predict` with `body` and its Content-Length, for raw sockets.
+pub fn raw_predict(body: &[u8]) -> Vec<u8> {
+    let mut request = format!(
+        "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
 /// Reads one response (head, then a Content-Length body).
 pub fn read_response(stream: &mut TcpStream) -> RawResponse {
     read_response_or_error(stream).unwrap_or_else(|e| panic!("reading a response failed: {e}"))
