@@ -240,29 +240,35 @@ impl Request {
     }
 
     /// Sends the response and ends the exchange. `close` asks the client to close the
-    /// connection after it. Returns the number of body bytes sent.
-    pub fn respond(self, response: Response, close: bool) -> io::Result<usize> {
-        let head_only = self.method == Method::Head;
-        let body_len = response.body.len();
+    /// connection after it. A client that has gone away is no news; any other failure to
+    /// write is logged as a warning, with the request's id.
+    pub fn respond(self, response: Response, close: bool) {
+        let id = self.id.clone();
+        match self.send(response, close) {
+            Ok(()) => {}
+            Err(e) if is_client_gone(&e) => {}
+            Err(e) => log::warn!("request {id}: writing the answer failed: {e}"),
+        }
+    }
+
+    fn send(self, response: Response, close: bool) -> io::Result<()> {
         if self.body_pending() {
             // tiny_http must first read and discard the rest of the body before the next
             // request on this connection can be parsed; its `respond` writes the answer
             // before doing so (ours would run after it).
-            return self.respond_through_tiny_http(response).map(|_| body_len);
+            return self.respond_through_tiny_http(response);
         }
+        let head_only = self.method == Method::Head;
         let close = close || self.wants_close();
         let keep_alive_1_0 = !close && self.http_version() == (1, 0);
+        let body_len = response.body.len();
         let mut out = Vec::with_capacity(256 + if head_only { 0 } else { body_len });
         write_head(&mut out, &response, &self.id, close, keep_alive_1_0);
         if !head_only {
             out.extend_from_slice(response.body.as_bytes());
         }
         let mut writer = self.inner.into_writer();
-        match writer.write_all(&out).and_then(|_| writer.flush()) {
-            Ok(()) => Ok(body_len),
-            Err(e) if is_client_gone(&e) => Ok(0),
-            Err(e) => Err(e),
-        }
+        writer.write_all(&out).and_then(|_| writer.flush())
     }
 
     fn respond_through_tiny_http(self, response: Response) -> io::Result<()> {

@@ -330,12 +330,17 @@ impl Shared {
         } else {
             self.rotation.should_close(peer, received) || self.starved.take_close()
         };
-        let status = response.status;
-        let access = access_log::start(&req);
-        let sent = req.respond(response, close);
-        if let Some(access) = access {
-            access.finish(status, &sent, received.elapsed());
-        }
+        // The access line goes out before the answer: once the answer is out, the client's
+        // next request wakes tiny_http's threads, and work this thread still had to do then
+        // cost 8% of requests/s on the digits model. So its duration ends when the answer
+        // is ready to send; a failed write is logged on its own (`Request::respond`).
+        access_log::log(
+            &req,
+            response.status,
+            response.body.len(),
+            received.elapsed(),
+        );
+        req.respond(response, close);
         self.touch();
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
