@@ -228,6 +228,10 @@ NOT_APPLICABLE = "positive_data_acceptance,use_after_free,ensure_resource_availa
                  "object_level_authorization"
 # model, server flags, examples per operation, phases. Coverage (boundary values of every
 # schema) runs on the digits and the all-datatypes model; with a key, a quick pass.
+# CPython 3.11.7 can raise this from `ast.parse` deep inside Hypothesis, when it describes a
+# strategy for a report (seen once in CI, on a run that then passed when repeated). It is a
+# fault of the tool's interpreter, so such a run is repeated once; any other failure is not.
+TOOL_CRASH = "SystemError: AST constructor recursion depth mismatch"
 FUZZ_RUNS = [
     ("digits", [], 20, "examples,coverage,fuzzing"),
     ("dtypes", [], 10, "examples,coverage,fuzzing"),
@@ -256,6 +260,10 @@ def test_fuzz():
             started = time.monotonic()
             # Run from the output directory, where schemathesis keeps its cache.
             result = subprocess.run(command, capture_output=True, text=True, cwd=OUT)
+            if result.returncode != 0 and TOOL_CRASH in result.stdout + result.stderr:
+                print(f"fuzz: {label}: schemathesis crashed in CPython's parser (not a "
+                      "finding about the server); running it once more")
+                result = subprocess.run(command, capture_output=True, text=True, cwd=OUT)
             took = time.monotonic() - started
             assert result.returncode == 0, \
                 f"schemathesis failed on {label}:\n{result.stdout}\n{result.stderr}"
