@@ -242,28 +242,29 @@ impl Request {
     /// Sends the response and ends the exchange. `close` asks the client to close the
     /// connection after it. A client that has gone away is no news; any other failure to
     /// write is logged as a warning, with the request's id.
-    pub fn respond(self, response: Response, close: bool) {
-        let id = self.id.clone();
-        match self.send(response, close) {
+    pub fn respond(mut self, response: Response, close: bool) {
+        // Taken out rather than cloned: it is still needed once `send` has consumed `self`.
+        let id = std::mem::take(&mut self.id);
+        match self.send(response, &id, close) {
             Ok(()) => {}
             Err(e) if is_client_gone(&e) => {}
             Err(e) => log::warn!("request {id}: writing the answer failed: {e}"),
         }
     }
 
-    fn send(self, response: Response, close: bool) -> io::Result<()> {
+    fn send(self, response: Response, id: &str, close: bool) -> io::Result<()> {
         if self.body_pending() {
             // tiny_http must first read and discard the rest of the body before the next
             // request on this connection can be parsed; its `respond` writes the answer
             // before doing so (ours would run after it).
-            return self.respond_through_tiny_http(response);
+            return self.respond_through_tiny_http(response, id);
         }
         let head_only = self.method == Method::Head;
         let close = close || self.wants_close();
         let keep_alive_1_0 = !close && self.http_version() == (1, 0);
         let body_len = response.body.len();
         let mut out = Vec::with_capacity(256 + if head_only { 0 } else { body_len });
-        write_head(&mut out, &response, &self.id, close, keep_alive_1_0);
+        write_head(&mut out, &response, id, close, keep_alive_1_0);
         if !head_only {
             out.extend_from_slice(response.body.as_bytes());
         }
@@ -271,11 +272,11 @@ impl Request {
         writer.write_all(&out).and_then(|_| writer.flush())
     }
 
-    fn respond_through_tiny_http(self, response: Response) -> io::Result<()> {
+    fn respond_through_tiny_http(self, response: Response, id: &str) -> io::Result<()> {
         let mut headers = vec![
             tiny_header("Content-Type", response.content_type),
             tiny_header("Server", SERVER),
-            tiny_header("X-Request-Id", &self.id),
+            tiny_header("X-Request-Id", id),
         ];
         for (name, value) in &response.headers {
             headers.push(tiny_header(name, value));

@@ -332,8 +332,9 @@ impl Shared {
         };
         // The access line goes out before the answer: once the answer is out, the client's
         // next request wakes tiny_http's threads, and work this thread still had to do then
-        // cost 8% of requests/s on the digits model. So its duration ends when the answer
-        // is ready to send; a failed write is logged on its own (`Request::respond`).
+        // cost a context switch: 11% of requests/s on the digits model, 3% written before
+        // (README, Benchmarks). So its duration ends when the answer is ready to send; a
+        // failed write is logged on its own (`Request::respond`).
         access_log::log(
             &req,
             response.status,

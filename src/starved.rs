@@ -9,11 +9,12 @@
 //! pool's four permanent threads, which covers a fresh server, not this.)
 //!
 //! Such a connection is visible from outside tiny_http: its request sits unread in the
-//! socket's receive queue (found through the process's own descriptors), while a served connection's request is read at
-//! once (bodies are read before a request waits for a worker). A watcher looks every
-//! `PERIOD`; for each connection with unread bytes for longer than `STARVED_AFTER`, it asks
-//! for one kept-alive connection to be closed after its next response. The thread that served
-//! it then takes the oldest queued connection, and the client of the closed one reconnects.
+//! socket's receive queue (found through the process's own descriptors), while a served
+//! connection's request is read at once (bodies are read before a request waits for a
+//! worker). A watcher looks every `PERIOD`; for each connection with unread bytes for longer
+//! than `STARVED_AFTER`, it asks for one kept-alive connection to be closed after its next
+//! response. The thread that served it then takes the oldest queued connection, and the
+//! client of the closed one reconnects.
 
 use std::collections::HashMap;
 use std::sync::Arc;
