@@ -11,10 +11,12 @@
 //! Such a connection is visible from outside tiny_http: its request sits unread in the
 //! socket's receive queue (found through the process's own descriptors), while a served
 //! connection's request is read at once (bodies are read before a request waits for a
-//! worker). A watcher looks every `PERIOD`; for each connection with unread bytes for longer
-//! than `STARVED_AFTER`, it asks for one kept-alive connection to be closed after its next
-//! response. The thread that served it then takes the oldest queued connection, and the
-//! client of the closed one reconnects.
+//! worker). A busy served connection often has its next request unread for a moment, so a
+//! connection counts as starved only when it has had unread bytes and received nothing new
+//! (the kernel's count of bytes received, `TCP_INFO`) for `STARVED_AFTER`. A watcher looks
+//! every `PERIOD`; for each starved connection it asks for one kept-alive connection to be
+//! closed after its next response. The thread that served it then takes the oldest queued
+//! connection, and the client of the closed one reconnects.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,8 +25,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// Each look is a few system calls per open connection.
-const PERIOD: Duration = Duration::from_millis(100);
-const STARVED_AFTER: Duration = Duration::from_millis(200);
+const PERIOD: Duration = Duration::from_millis(50);
+/// Longer than a runnable thread waits for a core on a busy machine, so that a served
+/// connection whose thread has not run yet is not taken for a starved one.
+const STARVED_AFTER: Duration = Duration::from_millis(100);
 
 /// How many kept-alive connections should be closed to free threads for starved ones.
 #[derive(Default)]
@@ -50,19 +54,23 @@ impl Starved {
         thread::Builder::new()
             .name("starved-watch".into())
             .spawn(move || {
-                let mut waiting_since: HashMap<u64, Instant> = HashMap::new();
+                // Per socket with unread bytes: its bytes received, and since when.
+                let mut unchanged_since: HashMap<u64, (u64, Instant)> = HashMap::new();
                 loop {
                     thread::sleep(PERIOD);
                     let now = Instant::now();
-                    let unread = connections_with_unread_bytes(port);
-                    waiting_since.retain(|socket, _| unread.contains(socket));
+                    let waiting = connections_with_unread_bytes(port);
+                    unchanged_since.retain(|socket, _| waiting.contains_key(socket));
                     let mut newly_starved = 0;
-                    for socket in unread {
-                        let since = waiting_since.entry(socket).or_insert(now);
-                        if now.duration_since(*since) >= STARVED_AFTER {
+                    for (socket, received) in waiting {
+                        let seen = unchanged_since.entry(socket).or_insert((received, now));
+                        if seen.0 != received {
+                            // Served since the last look: its thread read and it sent more.
+                            *seen = (received, now);
+                        } else if now.duration_since(seen.1) >= STARVED_AFTER {
                             newly_starved += 1;
                             // Counted again only if still unread after another wait.
-                            *since = now;
+                            seen.1 = now;
                         }
                     }
                     if newly_starved > 0 {
@@ -79,31 +87,31 @@ impl Starved {
     }
 }
 
-/// Connections to `port` with bytes waiting unread, by socket inode (tiny_http holds two
-/// descriptors for each connection). Only this process's own descriptors are looked at:
-/// walking the kernel's TCP table (`/proc/net/tcp`) costs the same for every socket of the
-/// machine and took 5% of a busy server's CPU.
-fn connections_with_unread_bytes(port: u16) -> Vec<u64> {
-    let mut found = Vec::new();
+/// Connections to `port` with bytes waiting unread: socket inode (tiny_http holds two
+/// descriptors for each connection) to the bytes the connection has received so far. Only
+/// this process's own descriptors are looked at: walking the kernel's TCP table
+/// (`/proc/net/tcp`) costs the same for every socket of the machine and took 5% of a busy
+/// server's CPU.
+fn connections_with_unread_bytes(port: u16) -> HashMap<u64, u64> {
+    let mut found = HashMap::new();
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
         return found;
     };
     for entry in dir.flatten() {
         let fd = entry.file_name().to_str().and_then(|n| n.parse().ok());
-        if let Some(inode) = fd.and_then(|fd| unread_connection(fd, port))
-            && !found.contains(&inode)
-        {
-            found.push(inode);
+        if let Some((inode, received)) = fd.and_then(|fd| unread_connection(fd, port)) {
+            found.insert(inode, received);
         }
     }
     found
 }
 
-/// The socket inode when `fd` is a connected socket on local `port` with unread bytes.
-/// The descriptor may have been closed, or even reused, since the directory was read: the
-/// calls below only query it and fail harmlessly on a closed one.
+/// The socket inode and the bytes received so far when `fd` is a connected socket on
+/// local `port` with unread bytes. The descriptor may have been closed, or even reused,
+/// since the directory was read: the calls below only query it and fail harmlessly on a
+/// closed one.
 #[cfg(target_os = "linux")]
-fn unread_connection(fd: libc::c_int, port: u16) -> Option<u64> {
+fn unread_connection(fd: libc::c_int, port: u16) -> Option<(u64, u64)> {
     // SAFETY: each call only writes into the local it is given, sized for it.
     unsafe {
         let mut stat: libc::stat = std::mem::zeroed();
@@ -130,12 +138,32 @@ fn unread_connection(fd: libc::c_int, port: u16) -> Option<u64> {
             return None;
         }
         let mut unread: libc::c_int = 0;
-        (libc::ioctl(fd, libc::FIONREAD, &mut unread) == 0 && unread > 0).then_some(stat.st_ino)
+        if libc::ioctl(fd, libc::FIONREAD, &mut unread) != 0 || unread <= 0 {
+            return None;
+        }
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut info_len = std::mem::size_of_val(&info) as libc::socklen_t;
+        let asked = libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut info_len,
+        );
+        // A kernel too old to count bytes received (before 4.1) gives a shorter struct;
+        // then only the unread bytes tell, as a zero count that never changes.
+        let counted = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_received) + 8;
+        let received = if asked == 0 && info_len as usize >= counted {
+            info.tcpi_bytes_received
+        } else {
+            0
+        };
+        Some((stat.st_ino, received))
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn unread_connection(_fd: i32, _port: u16) -> Option<u64> {
+fn unread_connection(_fd: i32, _port: u16) -> Option<(u64, u64)> {
     None
 }
 
@@ -156,18 +184,31 @@ mod tests {
         let (_server_side, _) = listener.accept().unwrap();
         assert!(connections_with_unread_bytes(port).is_empty());
 
-        client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
-        // Written on loopback: in the receive queue at once, but give the kernel a moment.
-        let mut found = Vec::new();
+        let request = b"GET / HTTP/1.1\r\n\r\n";
+        client.write_all(request).unwrap();
+        // One connection (not its client end, whose local port differs, nor the listener),
+        // with what it received so far.
+        let found = wait_for_unread(port, |found| !found.is_empty());
+        assert_eq!(found.values().copied().collect::<Vec<_>>(), [18]);
+
+        // More bytes: the count of bytes received moves on.
+        client.write_all(request).unwrap();
+        let found = wait_for_unread(port, |found| found.values().all(|&n| n > 18));
+        assert_eq!(found.values().copied().collect::<Vec<_>>(), [36]);
+    }
+
+    /// Written on loopback, bytes are in the receive queue at once; give the kernel a moment.
+    #[cfg(target_os = "linux")]
+    fn wait_for_unread(port: u16, done: impl Fn(&HashMap<u64, u64>) -> bool) -> HashMap<u64, u64> {
+        let mut found = HashMap::new();
         for _ in 0..100 {
             found = connections_with_unread_bytes(port);
-            if !found.is_empty() {
+            if done(&found) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        // One connection (not its client end, whose local port differs, nor the listener).
-        assert_eq!(found.len(), 1);
+        found
     }
 
     #[test]
