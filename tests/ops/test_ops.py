@@ -229,8 +229,11 @@ NOT_APPLICABLE = "positive_data_acceptance,use_after_free,ensure_resource_availa
 # model, server flags, examples per operation, phases. Coverage (boundary values of every
 # schema) runs on the digits and the all-datatypes model; with a key, a quick pass.
 # CPython 3.11.7 can raise this from `ast.parse` deep inside Hypothesis, when it describes a
-# strategy for a report (seen once in CI, on a run that then passed when repeated). It is a
-# fault of the tool's interpreter, so such a run is repeated once; any other failure is not.
+# strategy for a report: its AST module counts recursion in state shared by threads
+# (CPython issue 106905, fixed in later releases), and schemathesis with two workers parses
+# on two threads. With two workers 3 runs of 5 crashed (both runs of one CI job among
+# them); with one worker 0 of 4, and no slower. Should it still happen, it is a fault of
+# the tool's interpreter, so such a run is repeated once; any other failure is not.
 TOOL_CRASH = "SystemError: AST constructor recursion depth mismatch"
 FUZZ_RUNS = [
     ("digits", [], 20, "examples,coverage,fuzzing"),
@@ -251,7 +254,7 @@ def test_fuzz():
                 "--checks", "all",
                 "--exclude-checks", NOT_APPLICABLE + ("" if args else ",ignored_auth"),
                 "--max-examples", str(examples), "--seed", "4",
-                "--workers", "2", "--request-timeout", "30",
+                "--workers", "1", "--request-timeout", "30",
                 "--phases", phases, "--suppress-health-check", "all",
                 "--report", "junit", "--report-junit-path", str(report),
             ]
