@@ -216,14 +216,22 @@ mod tests {
         let workers = Arc::new(workers);
         let (slot, _) = workers.acquire().unwrap();
         let w = workers.clone();
-        let waiting = thread::spawn(move || w.acquire().map(|(_slot, waited)| waited));
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let waiting = thread::spawn(move || {
+            let (_slot, waited) = w.acquire().unwrap();
+            // Held until the test has looked, however late this thread runs.
+            released.recv().unwrap();
+            waited
+        });
         while workers.load().1 == 0 {
             thread::yield_now();
         }
         drop(slot);
-        // Handed over at once: still busy, nobody waiting, before the waiter even runs.
+        // Handed over at once: still busy and nobody waiting, whether or not the waiter has
+        // run yet. Without the hand-over, a waiter that has not run yet leaves (0, 1).
         assert_eq!(workers.load(), (1, 0));
-        assert!(waiting.join().unwrap().unwrap() > Duration::ZERO);
+        release.send(()).unwrap();
+        assert!(waiting.join().unwrap() > Duration::ZERO);
         assert_eq!(workers.load(), (0, 0));
     }
 
