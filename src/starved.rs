@@ -188,13 +188,14 @@ mod tests {
         client.write_all(request).unwrap();
         // One connection (not its client end, whose local port differs, nor the listener),
         // with what it received so far.
+        let sent = request.len() as u64;
         let found = wait_for_unread(port, |found| !found.is_empty());
-        assert_eq!(found.values().copied().collect::<Vec<_>>(), [18]);
+        assert_eq!(found.values().copied().collect::<Vec<_>>(), [sent]);
 
         // More bytes: the count of bytes received moves on.
         client.write_all(request).unwrap();
-        let found = wait_for_unread(port, |found| found.values().all(|&n| n > 18));
-        assert_eq!(found.values().copied().collect::<Vec<_>>(), [36]);
+        let found = wait_for_unread(port, |found| found.values().all(|&n| n > sent));
+        assert_eq!(found.values().copied().collect::<Vec<_>>(), [2 * sent]);
     }
 
     /// Written on loopback, bytes are in the receive queue at once; give the kernel a moment.
