@@ -221,9 +221,10 @@ fn serve(cli: &Cli) -> ExitCode {
     };
     log_signature(&app.model_name, &source.origin(), &model);
     log_execution(args);
-    app.set_model(model);
     // What loading parsed and threw away (the protobuf, tract's first forms of the graph).
+    // Before the model is set, so that memory is already back when /readyz turns 200.
     onnx_serve::memory::release_free_memory();
+    app.set_model(model);
     info!("ready");
 
     match server.serve_until_shutdown(args.shutdown_timeout) {
