@@ -8,11 +8,12 @@
 //! keeps it alive: on a fresh server 12 of 16 keep-alive clients got no answer for 10 s. Our
 //! layer cannot change the pool, so it changes what the pool sees:
 //!
-//! - **Parking.** Four connections from ourselves, which never send a request, occupy the
-//!   four permanent threads. With no idle thread, every real connection gets a new thread the
-//!   moment it is accepted. They are made while the listening socket has no receive timeout
-//!   yet, so they never time out: renewing them would free a thread, and each renewal hands
-//!   its replacement to the longest-idle thread, keeping threads idle forever.
+//! - **Parking.** Connections from ourselves, which never send a request, occupy the four
+//!   permanent threads (and any other thread idle at start-up). With no idle thread, every
+//!   real connection gets a new thread the moment it is accepted. They are made while the
+//!   listening socket has no receive timeout yet, so they never time out: renewing them
+//!   would free a thread, and each renewal hands its replacement to the longest-idle
+//!   thread, keeping threads idle forever.
 //! - **Accept keep-alive.** The listening socket carries the receive timeout that accepted
 //!   sockets inherit (`--keep-alive-timeout`), and Linux applies it to `accept()` too:
 //!   tiny_http's accept loop ends at its first error. A signal to the accept thread while it
@@ -22,33 +23,128 @@
 use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// tiny_http's `MIN_THREADS`: the pool threads that never exit.
 const PERMANENT_THREADS: usize = 4;
 
-/// Time for tiny_http's pool threads to start waiting for work: a connection that arrives
-/// before they wait gets a thread of its own and leaves them idle.
+/// Parks beyond the permanent threads are for threads that clients made the pool start
+/// during start-up; this bounds them.
+const MAX_PARKED: usize = 2 * PERMANENT_THREADS;
+
+/// How long start-up waits for tiny_http's pool at each step before going on regardless.
+const POOL_DEADLINE: Duration = Duration::from_secs(1);
+
+/// Without `/proc`: time for the pool's threads to start waiting, then to take connections.
 const POOL_STARTUP: Duration = Duration::from_millis(20);
 
-/// Parks a connection on each of tiny_http's permanent threads. Call it before the
-/// listening socket gets its receive timeout.
-pub fn park_permanent_threads(listening: SocketAddr) -> io::Result<()> {
+/// Parks a connection on each idle thread of tiny_http's pool. Call it before the listening
+/// socket gets its receive timeout.
+pub fn park_idle_threads(listening: SocketAddr) -> io::Result<()> {
     let target = reachable(listening);
-    thread::sleep(POOL_STARTUP);
-    for i in 0..PERMANENT_THREADS {
-        let mut stream = TcpStream::connect(target)?;
-        thread::Builder::new()
-            .name(format!("park-{i}"))
-            .spawn(move || {
-                // Blocks for the life of the server; tiny_http never times this one out.
-                let _ = stream.read(&mut [0u8; 64]);
-                log::debug!("parked connection {i} closed");
-            })?;
+    // A connection that arrives before the pool's threads wait for work gets a thread of
+    // its own and leaves them idle.
+    match wait_for_idle_pool() {
+        Some(condvar) => park_one_by_one(target, condvar),
+        None => {
+            log::debug!("tiny_http's idle pool threads were not seen in /proc/self/task");
+            thread::sleep(POOL_STARTUP);
+            for i in 0..PERMANENT_THREADS {
+                park(target, i)?;
+            }
+            thread::sleep(POOL_STARTUP);
+            Ok(())
+        }
     }
-    // Let tiny_http accept them before the listener's timeout is set.
-    thread::sleep(POOL_STARTUP);
+}
+
+/// Parks connections one at a time, each once a thread reads the one before: tiny_http
+/// counts a woken thread as idle until it runs, so a client connecting meanwhile could be
+/// queued for it with no thread left to take it. And until no thread waits on the pool's
+/// `condvar`: a thread that served a client during start-up gets a connection too.
+#[cfg(target_os = "linux")]
+fn park_one_by_one(target: SocketAddr, condvar: u64) -> io::Result<()> {
+    for i in 0..MAX_PARKED {
+        if waiting_on(condvar) == 0 {
+            break;
+        }
+        let parked = park(target, i)?;
+        if poll_until(|| accepted_from(parked).into_iter().find(|&fd| is_read(fd))).is_none() {
+            log::debug!("no thread of tiny_http's pool took parked connection {i}");
+            break;
+        }
+    }
     Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn park_one_by_one(_target: SocketAddr, _condvar: u64) -> io::Result<()> {
+    unreachable!("the pool is only seen through /proc")
+}
+
+/// Opens a connection that never sends a request, for a pool thread to wait on, and
+/// returns its local address.
+fn park(target: SocketAddr, i: usize) -> io::Result<SocketAddr> {
+    let mut stream = TcpStream::connect(target)?;
+    let local = stream.local_addr()?;
+    thread::Builder::new()
+        .name(format!("park-{i}"))
+        .spawn(move || {
+            // Blocks for the life of the server; tiny_http never times this one out.
+            let _ = stream.read(&mut [0u8; 64]);
+            log::debug!("parked connection {i} closed");
+        })?;
+    Ok(local)
+}
+
+/// Waits until tiny_http's permanent pool threads all wait for work, and returns the
+/// address they wait on: the pool's condition variable, the futex that many threads of
+/// ours block on at once.
+#[cfg(target_os = "linux")]
+fn wait_for_idle_pool() -> Option<u64> {
+    poll_until(|| {
+        let mut waiters = std::collections::HashMap::<u64, usize>::new();
+        for (syscall, address) in tasks().filter_map(blocked_in) {
+            if syscall == libc::SYS_futex {
+                *waiters.entry(address).or_default() += 1;
+            }
+        }
+        waiters
+            .into_iter()
+            .find(|&(_, n)| n >= PERMANENT_THREADS)
+            .map(|(address, _)| address)
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn wait_for_idle_pool() -> Option<u64> {
+    None
+}
+
+/// How many threads are blocked on the futex at `address`.
+#[cfg(target_os = "linux")]
+fn waiting_on(address: u64) -> usize {
+    tasks()
+        .filter_map(blocked_in)
+        .filter(|&blocked| blocked == (libc::SYS_futex, address))
+        .count()
+}
+
+/// Checks `found` every 200 µs until it gives an answer or `POOL_DEADLINE` passes: the
+/// threads usually get there within a millisecond, and start-up waits on them.
+#[cfg(target_os = "linux")]
+fn poll_until<T>(mut found: impl FnMut() -> Option<T>) -> Option<T> {
+    use std::time::Instant;
+    let deadline = Instant::now() + POOL_DEADLINE;
+    loop {
+        if let Some(answer) = found() {
+            return Some(answer);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_micros(200));
+    }
 }
 
 /// The address to reach a listener on from this host: loopback for a wildcard bind.
@@ -69,16 +165,8 @@ fn reachable(listening: SocketAddr) -> SocketAddr {
 /// without `/proc`.
 #[cfg(target_os = "linux")]
 pub fn find_accept_thread(listener_fd: i32) -> Result<i32, String> {
-    let deadline = Instant::now() + Duration::from_secs(1);
-    loop {
-        if let Some(tid) = accept_thread(listener_fd) {
-            return Ok(tid);
-        }
-        if Instant::now() > deadline {
-            return Err("tiny_http's accept thread was not found in /proc/self/task".into());
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
+    poll_until(|| tasks().find(|&tid| waits_in_accept(tid, listener_fd)))
+        .ok_or_else(|| "tiny_http's accept thread was not found in /proc/self/task".into())
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -121,26 +209,68 @@ pub fn keep_accept_alive(_tid: i32, _listener_fd: i32, _period: Duration) -> Res
     Err("idle timeouts need Linux".into())
 }
 
+/// The ids of this process's threads.
 #[cfg(target_os = "linux")]
-fn accept_thread(listener_fd: i32) -> Option<i32> {
+fn tasks() -> impl Iterator<Item = i32> {
     std::fs::read_dir("/proc/self/task")
-        .ok()?
+        .into_iter()
+        .flatten()
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .find(|&tid| waits_in_accept(tid, listener_fd))
 }
 
-/// True when the thread is blocked in `accept`/`accept4` on that socket, as
-/// `/proc/self/task/TID/syscall` shows it: `288 0x3 ...` (syscall number, then arguments).
+/// True when the thread is blocked in `accept`/`accept4` on that socket.
 #[cfg(target_os = "linux")]
 fn waits_in_accept(tid: i32, listener_fd: i32) -> bool {
-    let Ok(text) = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")) else {
-        return false;
-    };
+    matches!(blocked_in(tid), Some((n, fd))
+        if (n == libc::SYS_accept4 || n == libc::SYS_accept) && fd == listener_fd as u64)
+}
+
+/// The system call a thread is blocked in and its first argument, as
+/// `/proc/self/task/TID/syscall` shows them (`288 0x3 ...`); None for a running thread.
+#[cfg(target_os = "linux")]
+fn blocked_in(tid: i32) -> Option<(i64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).ok()?;
     let mut fields = text.split_whitespace();
-    let syscall = fields.next().and_then(|n| n.parse::<i64>().ok());
-    let fd = fields
-        .next()
-        .and_then(|a| i64::from_str_radix(a.trim_start_matches("0x"), 16).ok());
-    matches!(syscall, Some(n) if n == libc::SYS_accept4 || n == libc::SYS_accept)
-        && fd == Some(listener_fd as i64)
+    let syscall = fields.next()?.parse::<i64>().ok()?;
+    let first = u64::from_str_radix(fields.next()?.trim_start_matches("0x"), 16).ok()?;
+    Some((syscall, first))
+}
+
+/// Our descriptors of the accepted connection whose client is at `peer` (tiny_http holds
+/// two: one to read, one to write).
+#[cfg(target_os = "linux")]
+fn accepted_from(peer: SocketAddr) -> Vec<i32> {
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    fds.flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&fd| peer_of(fd) == Some(peer))
+        .collect()
+}
+
+/// The address of the other end of socket `fd`. The descriptor may have been closed, or
+/// reused, since it was listed: the call only queries it and fails harmlessly.
+#[cfg(target_os = "linux")]
+fn peer_of(fd: i32) -> Option<SocketAddr> {
+    // SAFETY: getpeername writes at most `len` bytes into the zeroed storage try_init
+    // gives it, and sets `len` to what it wrote.
+    let (_, peer) = unsafe {
+        socket2::SockAddr::try_init(|storage, len| {
+            match libc::getpeername(fd, storage.cast(), len) {
+                0 => Ok(()),
+                _ => Err(io::Error::last_os_error()),
+            }
+        })
+    }
+    .ok()?;
+    peer.as_socket()
+}
+
+/// True when a thread of this process is blocked reading from `fd`.
+#[cfg(target_os = "linux")]
+fn is_read(fd: i32) -> bool {
+    tasks().filter_map(blocked_in).any(|(syscall, first)| {
+        (syscall == libc::SYS_recvfrom || syscall == libc::SYS_read) && first == fd as u64
+    })
 }
