@@ -146,12 +146,14 @@ fn measure(case: &Case, cores: usize, duration: Duration) {
     let after_load = load(server.addr, &binary, 16, duration);
     let rss_loaded = rss_mib(server.pid());
     let file_mib = std::fs::metadata(&case.model).map_or(0.0, |m| m.len() as f64) / 1048576.0;
+    let of_file = |rss: f64| rss / file_mib.max(f64::MIN_POSITIVE);
     println!(
-        "\nstart to /readyz 200: {}; RSS after start-up {rss_started:.1} MiB, after {} \
-         requests at 16 clients {rss_loaded:.1} MiB; model file {file_mib:.1} MiB \
-         (RSS / file {:.2}x)\n",
+        "\nstart to /readyz 200: {}; model file {file_mib:.1} MiB; RSS after start-up \
+         {rss_started:.1} MiB ({:.2}x the file), right after {} requests at 16 clients \
+         {rss_loaded:.1} MiB ({:.2}x)\n",
         ms(startup),
+        of_file(rss_started),
         (after_load.per_second * duration.as_secs_f64()) as u64,
-        rss_loaded / file_mib.max(f64::MIN_POSITIVE)
+        of_file(rss_loaded)
     );
 }
