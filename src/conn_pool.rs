@@ -38,24 +38,47 @@ const POOL_DEADLINE: Duration = Duration::from_secs(1);
 /// Without `/proc`: time for the pool's threads to start waiting, then to take connections.
 const POOL_STARTUP: Duration = Duration::from_millis(20);
 
+/// Our ends of the parked connections.
+#[derive(Default)]
+pub struct Parked {
+    streams: Vec<TcpStream>,
+}
+
+impl Parked {
+    /// Closes one parked connection, so that its pool thread finishes and takes whatever
+    /// tiny_http queued for an idle thread; false when none is left. For a connection that
+    /// was queued for a thread that then took a parked one instead, when no served
+    /// connection closes to free a thread for it (`starved.rs`).
+    pub fn release_one(&mut self) -> bool {
+        match self.streams.pop() {
+            Some(stream) => {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// Parks a connection on each idle thread of tiny_http's pool. Call it before the listening
 /// socket gets its receive timeout.
-pub fn park_idle_threads(listening: SocketAddr) -> io::Result<()> {
+pub fn park_idle_threads(listening: SocketAddr) -> io::Result<Parked> {
     let target = reachable(listening);
+    let mut parked = Parked::default();
     // A connection that arrives before the pool's threads wait for work gets a thread of
     // its own and leaves them idle.
     match wait_for_idle_pool() {
-        Some(condvar) => park_one_by_one(target, condvar),
+        Some(condvar) => park_one_by_one(target, condvar, &mut parked)?,
         None => {
             log::debug!("tiny_http's idle pool threads were not seen in /proc/self/task");
             thread::sleep(POOL_STARTUP);
             for i in 0..PERMANENT_THREADS {
-                park(target, i)?;
+                park(target, i, &mut parked)?;
             }
             thread::sleep(POOL_STARTUP);
-            Ok(())
         }
     }
+    Ok(parked)
 }
 
 /// Parks connections one at a time, each once a thread reads the one before: tiny_http
@@ -63,13 +86,13 @@ pub fn park_idle_threads(listening: SocketAddr) -> io::Result<()> {
 /// queued for it with no thread left to take it. And until no thread waits on the pool's
 /// `condvar`: a thread that served a client during start-up gets a connection too.
 #[cfg(target_os = "linux")]
-fn park_one_by_one(target: SocketAddr, condvar: u64) -> io::Result<()> {
+fn park_one_by_one(target: SocketAddr, condvar: u64, parked: &mut Parked) -> io::Result<()> {
     for i in 0..MAX_PARKED {
         if waiting_on(condvar) == 0 {
             break;
         }
-        let parked = park(target, i)?;
-        if poll_until(|| accepted_from(parked).into_iter().find(|&fd| is_read(fd))).is_none() {
+        let client = park(target, i, parked)?;
+        if poll_until(|| accepted_from(client).into_iter().find(|&fd| is_read(fd))).is_none() {
             log::debug!("no thread of tiny_http's pool took parked connection {i}");
             break;
         }
@@ -78,15 +101,16 @@ fn park_one_by_one(target: SocketAddr, condvar: u64) -> io::Result<()> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn park_one_by_one(_target: SocketAddr, _condvar: u64) -> io::Result<()> {
+fn park_one_by_one(_target: SocketAddr, _condvar: u64, _parked: &mut Parked) -> io::Result<()> {
     unreachable!("the pool is only seen through /proc")
 }
 
 /// Opens a connection that never sends a request, for a pool thread to wait on, and
 /// returns its local address.
-fn park(target: SocketAddr, i: usize) -> io::Result<SocketAddr> {
+fn park(target: SocketAddr, i: usize, parked: &mut Parked) -> io::Result<SocketAddr> {
     let mut stream = TcpStream::connect(target)?;
     let local = stream.local_addr()?;
+    parked.streams.push(stream.try_clone()?);
     thread::Builder::new()
         .name(format!("park-{i}"))
         .spawn(move || {
@@ -273,4 +297,54 @@ fn is_read(fd: i32) -> bool {
     tasks().filter_map(blocked_in).any(|(syscall, first)| {
         (syscall == libc::SYS_recvfrom || syscall == libc::SYS_read) && first == fd as u64
     })
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn sees_which_thread_reads_which_accepted_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut accepted, _) = listener.accept().unwrap();
+        let fd = accepted.as_raw_fd();
+        // Found by the client's address; the client's own socket and the listener are not.
+        assert_eq!(accepted_from(client.local_addr().unwrap()), [fd]);
+        assert!(!is_read(fd));
+
+        let reader = thread::spawn(move || accepted.read(&mut [0u8; 8]).unwrap());
+        assert!(poll_until(|| is_read(fd).then_some(())).is_some());
+        drop(client);
+        assert_eq!(reader.join().unwrap(), 0);
+    }
+
+    #[test]
+    fn counts_the_threads_waiting_on_one_condvar() {
+        use std::sync::{Arc, Condvar, Mutex};
+        let shared = Arc::new((Mutex::new(false), Condvar::new()));
+        // std's Condvar on Linux is one futex word, the address threads wait on.
+        let condvar = &shared.1 as *const Condvar as u64;
+        let waiters: Vec<_> = (0..PERMANENT_THREADS)
+            .map(|_| {
+                let shared = shared.clone();
+                thread::spawn(move || {
+                    let (done, woken) = &*shared;
+                    drop(woken.wait_while(done.lock().unwrap(), |done| !*done));
+                })
+            })
+            .collect();
+        let all_wait = || (waiting_on(condvar) == PERMANENT_THREADS).then_some(());
+        assert!(poll_until(all_wait).is_some());
+        assert!(wait_for_idle_pool().is_some());
+
+        *shared.0.lock().unwrap() = true;
+        shared.1.notify_all();
+        for waiter in waiters {
+            waiter.join().unwrap();
+        }
+        assert_eq!(waiting_on(condvar), 0);
+    }
 }

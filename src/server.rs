@@ -102,7 +102,7 @@ impl Server {
         let our_handle = listener.try_clone()?;
         let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
         let http = tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?;
-        conn_pool::park_idle_threads(local_addr)?;
+        let parked = conn_pool::park_idle_threads(local_addr)?;
         let accept_thread = conn_pool::find_accept_thread(listener_fd);
         if let Some(timeout) = settings.keep_alive_timeout {
             let kept = accept_thread
@@ -115,7 +115,7 @@ impl Server {
             }
         }
         let starved = Arc::new(Starved::default());
-        starved.watch(local_addr.port())?;
+        starved.watch(local_addr.port(), parked)?;
         let (events_tx, events) = channel();
         let stopping = Arc::new(AtomicBool::new(false));
         watch_accept_thread(accept_thread, stopping.clone(), events_tx.clone());

@@ -16,8 +16,12 @@
 //! (the kernel's count of bytes received, `TCP_INFO`) for `STARVED_AFTER`. A watcher looks
 //! every `PERIOD`; for each starved connection it asks for one kept-alive connection to be
 //! closed after its next response. The thread that served it then takes the oldest queued
-//! connection, and the client of the closed one reconnects.
+//! connection, and the client of the closed one reconnects. When no kept-alive response has
+//! gone out to carry a close by the next look, a parked connection is released instead
+//! (`conn_pool::Parked`): at start-up, a client that connects while the last pool thread
+//! is being parked can be queued for that thread, and no served connection may follow.
 
+use crate::conn_pool::Parked;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,7 +50,7 @@ impl Starved {
     }
 
     /// Starts the watcher for connections to `port`. Outside Linux it does nothing.
-    pub fn watch(self: &Arc<Starved>, port: u16) -> std::io::Result<()> {
+    pub fn watch(self: &Arc<Starved>, port: u16, mut parked: Parked) -> std::io::Result<()> {
         if !cfg!(target_os = "linux") {
             return Ok(());
         }
@@ -77,9 +81,15 @@ impl Starved {
                         log::debug!(
                             "{newly_starved} connection(s) have no thread; freeing one each"
                         );
-                        starved
+                        let unanswered = starved
                             .closes_wanted
                             .fetch_add(newly_starved, Ordering::SeqCst);
+                        // Closes asked for a look ago and still not made: no kept-alive
+                        // response went out to carry them. A parked connection's thread
+                        // is the one left to free.
+                        if unanswered > 0 && parked.release_one() {
+                            log::debug!("released a parked connection for a starved one");
+                        }
                     }
                 }
             })?;

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Server, binary, bundled_model, exchange, fixture, fixture_model, raw_predict, repo};
+use common::{
+    Server, binary, bundled_model, exchange, fixture, fixture_model, free_port, raw_predict, repo,
+};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -159,13 +161,6 @@ fn every_flag_also_reads_its_environment_variable() {
 
 #[test]
 fn port_comes_from_the_flag_then_onnx_serve_port_then_port() {
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
     let port = free_port();
     let server = Server::builder().env("PORT", &port.to_string()).start();
     assert_eq!(server.addr.port(), port);

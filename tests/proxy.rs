@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Server, fixture, raw_predict, read_response};
+use common::{Server, fixture, free_port, raw_predict, read_response};
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -39,14 +39,6 @@ fn nginx_binary() -> Option<PathBuf> {
         .iter()
         .map(PathBuf::from)
         .find(|p| p.exists())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// deploy/nginx.conf with its listening port, upstream and log paths changed, nothing else.

@@ -432,6 +432,15 @@ pub fn try_read_response(stream: &mut TcpStream) -> Option<RawResponse> {
     read_response_or_error(stream).ok()
 }
 
+/// A loopback port that was free a moment ago, for a server that must be told its port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The bytes of `POST /predict` with `body` and its Content-Length, for raw sockets.
 pub fn raw_predict(body: &[u8]) -> Vec<u8> {
     let mut request = format!(
