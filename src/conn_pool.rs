@@ -67,17 +67,19 @@ pub fn park_idle_threads(listening: SocketAddr) -> io::Result<Parked> {
     let mut parked = Parked::default();
     // A connection that arrives before the pool's threads wait for work gets a thread of
     // its own and leaves them idle.
+    #[cfg(target_os = "linux")]
     match wait_for_idle_pool() {
-        Some(condvar) => park_one_by_one(target, condvar, &mut parked)?,
-        None => {
-            log::debug!("tiny_http's idle pool threads were not seen in /proc/self/task");
-            thread::sleep(POOL_STARTUP);
-            for i in 0..PERMANENT_THREADS {
-                park(target, i, &mut parked)?;
-            }
-            thread::sleep(POOL_STARTUP);
+        Some(condvar) => {
+            park_one_by_one(target, condvar, &mut parked)?;
+            return Ok(parked);
         }
+        None => log::debug!("tiny_http's idle pool threads were not seen in /proc/self/task"),
     }
+    thread::sleep(POOL_STARTUP);
+    for i in 0..PERMANENT_THREADS {
+        park(target, i, &mut parked)?;
+    }
+    thread::sleep(POOL_STARTUP);
     Ok(parked)
 }
 
@@ -98,11 +100,6 @@ fn park_one_by_one(target: SocketAddr, condvar: u64, parked: &mut Parked) -> io:
         }
     }
     Ok(())
-}
-
-#[cfg(not(target_os = "linux"))]
-fn park_one_by_one(_target: SocketAddr, _condvar: u64, _parked: &mut Parked) -> io::Result<()> {
-    unreachable!("the pool is only seen through /proc")
 }
 
 /// Opens a connection that never sends a request, for a pool thread to wait on, and
@@ -138,11 +135,6 @@ fn wait_for_idle_pool() -> Option<u64> {
             .find(|&(_, n)| n >= PERMANENT_THREADS)
             .map(|(address, _)| address)
     })
-}
-
-#[cfg(not(target_os = "linux"))]
-fn wait_for_idle_pool() -> Option<u64> {
-    None
 }
 
 /// How many threads are blocked on the futex at `address`.
@@ -236,7 +228,17 @@ pub fn keep_accept_alive(_tid: i32, _listener_fd: i32, _period: Duration) -> Res
 /// The ids of this process's threads.
 #[cfg(target_os = "linux")]
 fn tasks() -> impl Iterator<Item = i32> {
-    std::fs::read_dir("/proc/self/task")
+    numbered_entries("/proc/self/task")
+}
+
+/// This process's open file descriptors (none where there is no `/proc`).
+pub fn own_descriptors() -> impl Iterator<Item = i32> {
+    numbered_entries("/proc/self/fd")
+}
+
+/// The entries of a `/proc` directory that are numbers: thread ids, descriptors.
+fn numbered_entries(dir: &str) -> impl Iterator<Item = i32> {
+    std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
@@ -264,11 +266,7 @@ fn blocked_in(tid: i32) -> Option<(i64, u64)> {
 /// two: one to read, one to write).
 #[cfg(target_os = "linux")]
 fn accepted_from(peer: SocketAddr) -> Vec<i32> {
-    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
-        return Vec::new();
-    };
-    fds.flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+    own_descriptors()
         .filter(|&fd| peer_of(fd) == Some(peer))
         .collect()
 }

@@ -103,17 +103,9 @@ impl Starved {
 /// (`/proc/net/tcp`) costs the same for every socket of the machine and took 5% of a busy
 /// server's CPU.
 fn connections_with_unread_bytes(port: u16) -> HashMap<u64, u64> {
-    let mut found = HashMap::new();
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return found;
-    };
-    for entry in dir.flatten() {
-        let fd = entry.file_name().to_str().and_then(|n| n.parse().ok());
-        if let Some((inode, received)) = fd.and_then(|fd| unread_connection(fd, port)) {
-            found.insert(inode, received);
-        }
-    }
-    found
+    crate::conn_pool::own_descriptors()
+        .filter_map(|fd| unread_connection(fd, port))
+        .collect()
 }
 
 /// The socket inode and the bytes received so far when `fd` is a connected socket on
