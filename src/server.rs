@@ -102,6 +102,31 @@ impl Server {
         let our_handle = listener.try_clone()?;
         let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
         let http = tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?;
+        let starved = Arc::new(Starved::default());
+        let (events_tx, events) = channel();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let keep_idle = (2 * app.workers.slots()).max(16);
+        let shared = Arc::new(Shared {
+            rotation: Rotation::new(settings.max_connection_age),
+            starved: starved.clone(),
+            request_ids: RequestIds::new(),
+            events: events_tx.clone(),
+            stopping: stopping.clone(),
+            threads: AtomicUsize::new(0),
+            idle_threads: AtomicUsize::new(0),
+            keep_idle,
+            in_flight: AtomicUsize::new(0),
+            started: Instant::now(),
+            last_activity_ms: AtomicU64::new(0),
+            warned_thread_cap: AtomicBool::new(false),
+            app,
+            http,
+            settings: settings.clone(),
+        });
+        // Requests are answered while the pool is parked: a client that connects meanwhile
+        // holds a pool thread until it has its answer, and the parked connection queued
+        // behind it would wait for a thread until parking gave up (1 s).
+        spawn_request_thread(&shared);
         let parked = conn_pool::park_idle_threads(local_addr)?;
         let accept_thread = conn_pool::find_accept_thread(listener_fd);
         if let Some(timeout) = settings.keep_alive_timeout {
@@ -114,30 +139,8 @@ impl Server {
                 Err(e) => warn!("idle connections will not be closed (--keep-alive-timeout): {e}"),
             }
         }
-        let starved = Arc::new(Starved::default());
         starved.watch(local_addr.port(), parked)?;
-        let (events_tx, events) = channel();
-        let stopping = Arc::new(AtomicBool::new(false));
-        watch_accept_thread(accept_thread, stopping.clone(), events_tx.clone());
-        let keep_idle = (2 * app.workers.slots()).max(16);
-        let shared = Arc::new(Shared {
-            rotation: Rotation::new(settings.max_connection_age),
-            starved,
-            request_ids: RequestIds::new(),
-            events: events_tx.clone(),
-            stopping,
-            threads: AtomicUsize::new(0),
-            idle_threads: AtomicUsize::new(0),
-            keep_idle,
-            in_flight: AtomicUsize::new(0),
-            started: Instant::now(),
-            last_activity_ms: AtomicU64::new(0),
-            warned_thread_cap: AtomicBool::new(false),
-            app,
-            http,
-            settings,
-        });
-        spawn_request_thread(&shared);
+        watch_accept_thread(accept_thread, stopping, events_tx.clone());
         spawn_idle_trimmer(&shared)?;
         Ok(Server {
             shared,
