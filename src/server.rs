@@ -102,16 +102,14 @@ impl Server {
         let our_handle = listener.try_clone()?;
         let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
         let http = tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?;
-        let starved = Arc::new(Starved::default());
         let (events_tx, events) = channel();
-        let stopping = Arc::new(AtomicBool::new(false));
         let keep_idle = (2 * app.workers.slots()).max(16);
         let shared = Arc::new(Shared {
             rotation: Rotation::new(settings.max_connection_age),
-            starved: starved.clone(),
+            starved: Arc::new(Starved::default()),
             request_ids: RequestIds::new(),
             events: events_tx.clone(),
-            stopping: stopping.clone(),
+            stopping: Arc::new(AtomicBool::new(false)),
             threads: AtomicUsize::new(0),
             idle_threads: AtomicUsize::new(0),
             keep_idle,
@@ -121,7 +119,7 @@ impl Server {
             warned_thread_cap: AtomicBool::new(false),
             app,
             http,
-            settings: settings.clone(),
+            settings,
         });
         // Requests are answered while the pool is parked: a client that connects meanwhile
         // holds a pool thread until it has its answer, and the parked connection queued
@@ -129,7 +127,7 @@ impl Server {
         spawn_request_thread(&shared);
         let parked = conn_pool::park_idle_threads(local_addr)?;
         let accept_thread = conn_pool::find_accept_thread(listener_fd);
-        if let Some(timeout) = settings.keep_alive_timeout {
+        if let Some(timeout) = shared.settings.keep_alive_timeout {
             let kept = accept_thread
                 .clone()
                 .and_then(|tid| conn_pool::keep_accept_alive(tid, listener_fd, timeout / 3));
@@ -139,8 +137,8 @@ impl Server {
                 Err(e) => warn!("idle connections will not be closed (--keep-alive-timeout): {e}"),
             }
         }
-        starved.watch(local_addr.port(), parked)?;
-        watch_accept_thread(accept_thread, stopping, events_tx.clone());
+        shared.starved.watch(local_addr.port(), parked)?;
+        watch_accept_thread(accept_thread, shared.stopping.clone(), events_tx.clone());
         spawn_idle_trimmer(&shared)?;
         Ok(Server {
             shared,

@@ -177,12 +177,7 @@ fn clients_that_connect_while_the_server_starts_are_all_answered() {
     // start in twenty left a probe unanswered for good.
     let request = b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     for trial in 0..20 {
-        let port = free_port();
-        let prober = thread::spawn(move || probe_until_ok(port, request));
-        let server = Server::builder()
-            .args(["--port", &port.to_string()])
-            .start();
-        let probes = prober.join().unwrap();
+        let (server, probes) = start_while_probing(request, Server::builder());
         assert!(
             probes.is_ok(),
             "trial {trial}: {probes:?}; log:\n{}",
@@ -199,13 +194,8 @@ fn a_kept_alive_probe_during_start_up_does_not_hold_up_parking() {
     // got no thread and parking waited out its 1 s deadline: 3 starts in 60.
     let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
     for trial in 0..30 {
-        let port = free_port();
-        let prober = thread::spawn(move || probe_until_ok(port, request));
-        let server = Server::builder()
-            .args(["--port", &port.to_string()])
-            .env("RUST_LOG", "info,onnx_serve::conn_pool=debug")
-            .start();
-        let probes = prober.join().unwrap();
+        let logging = Server::builder().env("RUST_LOG", "info,onnx_serve::conn_pool=debug");
+        let (server, probes) = start_while_probing(request, logging);
         assert!(probes.is_ok(), "trial {trial}: {probes:?}");
         let log = server.log();
         assert!(
@@ -214,6 +204,18 @@ fn a_kept_alive_probe_during_start_up_does_not_hold_up_parking() {
             "trial {trial}: parking gave up; log:\n{log}"
         );
     }
+}
+
+/// Starts the server from `builder` on a free port while a prober sends `request` to it
+/// from before it listens (`probe_until_ok`); returns the server and the prober's result.
+fn start_while_probing(
+    request: &'static [u8],
+    builder: common::Builder,
+) -> (Server, Result<usize, String>) {
+    let port = free_port();
+    let prober = thread::spawn(move || probe_until_ok(port, request));
+    let server = builder.args(["--port", &port.to_string()]).start();
+    (server, prober.join().unwrap())
 }
 
 /// Sends `request` on a new connection every millisecond from before the server listens,
