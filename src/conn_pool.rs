@@ -45,6 +45,12 @@ pub struct Parked {
 }
 
 impl Parked {
+    /// Our ends of connections parked elsewhere, for tests of what releases them.
+    #[cfg(test)]
+    pub fn holding(streams: Vec<TcpStream>) -> Parked {
+        Parked { streams }
+    }
+
     /// Closes one parked connection, so that its pool thread finishes and takes whatever
     /// tiny_http queued for an idle thread; false when none is left. For a connection that
     /// was queued for a thread that then took a parked one instead, when no served

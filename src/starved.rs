@@ -19,7 +19,8 @@
 //! connection, and the client of the closed one reconnects. When no kept-alive response has
 //! gone out to carry a close by the next look, a parked connection is released instead
 //! (`conn_pool::Parked`): at start-up, a client that connects while the last pool thread
-//! is being parked can be queued for that thread, and no served connection may follow.
+//! is being parked can be queued for that thread, and no served connection may follow. In
+//! the first 100 ms the watcher looks every 5 ms and releases a parked connection at once.
 
 use crate::conn_pool::Parked;
 use std::collections::HashMap;
@@ -33,6 +34,13 @@ const PERIOD: Duration = Duration::from_millis(50);
 /// Longer than a runnable thread waits for a core on a busy machine, so that a served
 /// connection whose thread has not run yet is not taken for a starved one.
 const STARVED_AFTER: Duration = Duration::from_millis(100);
+/// Right after start-up the watcher looks more often and frees a parked connection at once:
+/// a client that connected just as the last pool thread was being parked can be queued for
+/// that thread (`conn_pool.rs`), and its first answer should not wait for two long looks.
+/// No load has built up yet, so a shorter wait is safe from threads waiting for a core.
+const STARTUP: Duration = Duration::from_millis(100);
+const STARTUP_PERIOD: Duration = Duration::from_millis(5);
+const STARTUP_STARVED_AFTER: Duration = Duration::from_millis(20);
 
 /// How many kept-alive connections should be closed to free threads for starved ones.
 #[derive(Default)]
@@ -60,8 +68,14 @@ impl Starved {
             .spawn(move || {
                 // Per socket with unread bytes: its bytes received, and since when.
                 let mut unchanged_since: HashMap<u64, (u64, Instant)> = HashMap::new();
+                let started = Instant::now();
                 loop {
-                    thread::sleep(PERIOD);
+                    let starting = started.elapsed() < STARTUP;
+                    let (period, starved_after) = match starting {
+                        true => (STARTUP_PERIOD, STARTUP_STARVED_AFTER),
+                        false => (PERIOD, STARVED_AFTER),
+                    };
+                    thread::sleep(period);
                     let now = Instant::now();
                     let waiting = connections_with_unread_bytes(port);
                     unchanged_since.retain(|socket, _| waiting.contains_key(socket));
@@ -71,11 +85,15 @@ impl Starved {
                         if seen.0 != received {
                             // Served since the last look: its thread read and it sent more.
                             *seen = (received, now);
-                        } else if now.duration_since(seen.1) >= STARVED_AFTER {
+                        } else if now.duration_since(seen.1) >= starved_after {
                             newly_starved += 1;
                             // Counted again only if still unread after another wait.
                             seen.1 = now;
                         }
+                    }
+                    if newly_starved > 0 && starting && parked.release_one() {
+                        log::debug!("released a parked connection for one queued at start-up");
+                        newly_starved -= 1;
                     }
                     if newly_starved > 0 {
                         log::debug!(
@@ -198,6 +216,34 @@ mod tests {
         client.write_all(request).unwrap();
         let found = wait_for_unread(port, |found| found.values().all(|&n| n > sent));
         assert_eq!(found.values().copied().collect::<Vec<_>>(), [2 * sent]);
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn at_start_up_a_connection_left_unread_frees_a_parked_thread_at_once() {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // A parked connection: the accepted end stands for the pool thread reading it.
+        let parked = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (mut pool_thread_end, _) = listener.accept().unwrap();
+        // A client queued for that thread: its request is never read.
+        let mut queued = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (_never_read, _) = listener.accept().unwrap();
+        queued.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").unwrap();
+
+        let starved = Arc::new(Starved::default());
+        let started = Instant::now();
+        starved.watch(port, Parked::holding(vec![parked])).unwrap();
+        pool_thread_end
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        assert_eq!(pool_thread_end.read(&mut [0u8; 8]).unwrap(), 0, "released");
+        // After start-up it takes two looks and a wanted close first: 250 ms or more.
+        let took = started.elapsed();
+        assert!(took < STARVED_AFTER * 2, "released after {took:?}");
+        assert!(!starved.take_close(), "no served connection needs closing");
     }
 
     /// Written on loopback, bytes are in the receive queue at once; give the kernel a moment.
