@@ -4,7 +4,9 @@
 //! decode, tract alone (its own optimized plan, no conversion), our model wrapper
 //! (conversion + run), JSON encode, the whole in-process JSON path, and the HTTP round trips
 //! over loopback to the real binary on one kept-alive connection, with a JSON body
-//! (`/predict`) and a V2 binary body (binary outputs too). Models: see `support::cases`.
+//! (`/predict`) and a V2 binary body (binary outputs too). Tract alone and the two round
+//! trips are timed in turn, one of each per round, so their ratios are from the same moments
+//! of a shared machine. Models: see `support::cases`.
 
 mod support;
 
@@ -12,7 +14,7 @@ use onnx_serve::api::simple::{decode_request, encode_response, predict_json};
 use onnx_serve::api::v2::infer;
 use onnx_serve::model::Model;
 use support::common;
-use support::{Case, TractAlone, kib, median_of, ms, round_trip};
+use support::{Case, Connection, TractAlone, exchange_ok, kib, median_of, medians_in_turn, ms};
 
 fn main() {
     println!(
@@ -44,14 +46,21 @@ fn measure(case: &Case) {
     let encode = median_of(|| encode_response(signature, &outputs));
     let total = median_of(|| predict_json(&model, &body).unwrap());
     let tract_alone = TractAlone::new(case, &inputs);
-    let tract = median_of(|| tract_alone.run());
 
     let server = common::Server::builder()
         .args(["--model", &case.model_path(), "--model-name", "bench"])
         .env("RUST_LOG", support::QUIET_LOG)
         .start();
-    let http_json = round_trip(server.addr, &support::predict_request(case));
-    let http_binary = round_trip(server.addr, &support::v2_binary_request(&model, &inputs));
+    let json_request = support::predict_request(case);
+    let binary_request = support::v2_binary_request(&model, &inputs);
+    let mut json_connection = Connection::open(server.addr).expect("connect");
+    let mut binary_connection = Connection::open(server.addr).expect("connect");
+    // In turn, so that the ratios to tract alone hold on a machine whose speed moves.
+    let [tract, http_json, http_binary] = medians_in_turn([
+        &mut || tract_alone.run(),
+        &mut || exchange_ok(&mut json_connection, &json_request),
+        &mut || exchange_ok(&mut binary_connection, &binary_request),
+    ]);
 
     println!(
         "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2}x | {:.2}x |",

@@ -196,6 +196,25 @@ pub fn median_of<T>(mut f: impl FnMut() -> T) -> Duration {
     median(&mut times)
 }
 
+/// Median wall times of several stages measured in turn, one call of each per round, so
+/// that the machine speeding up or slowing down (it is shared) moves all of them alike and
+/// their ratios hold.
+pub fn medians_in_turn<const N: usize>(mut stages: [&mut dyn FnMut(); N]) -> [Duration; N] {
+    stages.iter_mut().for_each(|f| f());
+    let started = Instant::now();
+    let mut times: [Vec<Duration>; N] = std::array::from_fn(|_| Vec::new());
+    while times[0].len() < MAX_RUNS
+        && (started.elapsed() < N as u32 * STAGE_TIME || times[0].len() < 5)
+    {
+        for (f, times) in stages.iter_mut().zip(&mut times) {
+            let t = Instant::now();
+            f();
+            times.push(t.elapsed());
+        }
+    }
+    times.map(|mut t| median(&mut t))
+}
+
 pub fn median(times: &mut [Duration]) -> Duration {
     times.sort();
     times.get(times.len() / 2).copied().unwrap_or_default()
@@ -308,6 +327,11 @@ impl Connection {
 pub fn round_trip(addr: SocketAddr, request: &[u8]) -> Duration {
     let mut connection = Connection::open(addr).expect("connect");
     median_of(|| assert!(connection.exchange(request).unwrap(), "a 200 answer"))
+}
+
+/// One request on `connection`, which must be answered with 200.
+pub fn exchange_ok(connection: &mut Connection, request: &[u8]) {
+    assert!(connection.exchange(request).unwrap(), "a 200 answer");
 }
 
 fn client_loop(
