@@ -5,7 +5,8 @@
 //! - tract alone in-process on as many threads as the server has workers, against the
 //!   server at 16 clients with V2 binary bodies and with JSON bodies (closed loop, one
 //!   kept-alive connection per client, like wrk);
-//! - 1-client median latency with a V2 binary body, with and without `--intra-op-threads`;
+//! - 1-client median latency with V2 binary and JSON bodies, with and without
+//!   `--intra-op-threads`, each timed in turn with tract alone on one thread;
 //! - 64 clients with and without dynamic batching (`--max-batch-size`);
 //! - time from process start to `/readyz` 200, resident memory after start-up and after the
 //!   load, and the model file's size.
@@ -17,7 +18,7 @@ mod support;
 use onnx_serve::model::Model;
 use std::time::{Duration, Instant};
 use support::common::Server;
-use support::{Case, TractAlone, load, ms, rss_mib};
+use support::{Case, Connection, TractAlone, load, ms, rss_mib};
 
 fn main() {
     let seconds: f64 = std::env::var("BENCH_SECONDS")
@@ -76,8 +77,9 @@ fn measure(case: &Case, cores: usize, duration: Duration) {
         100.0 * json_16.per_second / healthz_16.per_second
     );
 
-    // Latency at 1 client, with and without intra-op threads.
-    let tract_one = support::median_of(|| tract.run());
+    // Latency at 1 client, with and without intra-op threads. Tract alone is timed in turn
+    // with each server's round trips, so each ratio comes from the same moments of a shared
+    // machine.
     let threads = cores.to_string();
     let mut rows = Vec::new();
     for (label, extra) in [
@@ -85,20 +87,24 @@ fn measure(case: &Case, cores: usize, duration: Duration) {
         ("--intra-op-threads", vec!["--intra-op-threads", &threads]),
     ] {
         let server = start(case, &extra);
-        rows.push((
-            label,
-            support::round_trip(server.addr, &binary),
-            support::round_trip(server.addr, &json),
-        ));
+        let mut binary_connection = Connection::open(server.addr).expect("connect");
+        let mut json_connection = Connection::open(server.addr).expect("connect");
+        let medians = support::medians_in_turn([
+            &mut || tract.run(),
+            &mut || support::exchange_ok(&mut binary_connection, &binary),
+            &mut || support::exchange_ok(&mut json_connection, &json),
+        ]);
+        rows.push((label, medians));
     }
     println!("\n| 1 client | V2 binary median | JSON median |");
     println!("|---|---:|---:|");
-    println!("| tract alone, 1 thread | {} | |", ms(tract_one));
-    for (label, binary_median, json_median) in rows {
+    println!("| tract alone, 1 thread | {} | |", ms(rows[0].1[0]));
+    for (label, [tract_one, binary_median, json_median]) in rows {
         println!(
-            "| server, {label} ({:.2}x / {:.2}x tract) | {} | {} |",
+            "| server, {label} ({:.2}x / {:.2}x tract, timed in turn with it: {}) | {} | {} |",
             binary_median.as_secs_f64() / tract_one.as_secs_f64(),
             json_median.as_secs_f64() / tract_one.as_secs_f64(),
+            ms(tract_one),
             ms(binary_median),
             ms(json_median)
         );
@@ -134,7 +140,7 @@ fn measure(case: &Case, cores: usize, duration: Duration) {
         .start();
     let mut ready = false;
     while started.elapsed() < Duration::from_secs(60) && !ready {
-        ready = support::Connection::open(server.addr)
+        ready = Connection::open(server.addr)
             .and_then(|mut c| c.exchange(&support::http_get("/readyz")))
             .unwrap_or(false);
         if !ready {

@@ -196,20 +196,26 @@ pub fn median_of<T>(mut f: impl FnMut() -> T) -> Duration {
     median(&mut times)
 }
 
-/// Median wall times of several stages measured in turn, one call of each per round, so
+/// Median wall times of several stages measured in turn, one batch of each per round, so
 /// that the machine speeding up or slowing down (it is shared) moves all of them alike and
-/// their ratios hold.
+/// their ratios hold. A batch repeats a stage for about `BATCH_TIME`, so that a stage of a
+/// few microseconds is timed warm, not right after another stage took its caches.
 pub fn medians_in_turn<const N: usize>(mut stages: [&mut dyn FnMut(); N]) -> [Duration; N] {
-    stages.iter_mut().for_each(|f| f());
+    const BATCH_TIME: Duration = Duration::from_millis(2);
+    let batch_sizes: [u32; N] = std::array::from_fn(|i| {
+        let t = Instant::now();
+        stages[i]();
+        (BATCH_TIME.as_nanos() / t.elapsed().as_nanos().max(1)).clamp(1, 10_000) as u32
+    });
     let started = Instant::now();
     let mut times: [Vec<Duration>; N] = std::array::from_fn(|_| Vec::new());
     while times[0].len() < MAX_RUNS
         && (started.elapsed() < N as u32 * STAGE_TIME || times[0].len() < 5)
     {
-        for (f, times) in stages.iter_mut().zip(&mut times) {
+        for ((f, times), &batch) in stages.iter_mut().zip(&mut times).zip(&batch_sizes) {
             let t = Instant::now();
-            f();
-            times.push(t.elapsed());
+            (0..batch).for_each(|_| f());
+            times.push(t.elapsed() / batch);
         }
     }
     times.map(|mut t| median(&mut t))
