@@ -329,12 +329,6 @@ impl Connection {
     }
 }
 
-/// The median time of one request on one kept-alive connection; every answer must be 200.
-pub fn round_trip(addr: SocketAddr, request: &[u8]) -> Duration {
-    let mut connection = Connection::open(addr).expect("connect");
-    median_of(|| assert!(connection.exchange(request).unwrap(), "a 200 answer"))
-}
-
 /// One request on `connection`, which must be answered with 200.
 pub fn exchange_ok(connection: &mut Connection, request: &[u8]) {
     assert!(connection.exchange(request).unwrap(), "a 200 answer");
