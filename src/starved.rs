@@ -190,18 +190,25 @@ fn unread_connection(_fd: i32, _port: u16) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_os = "linux")]
+    use std::net::{TcpListener, TcpStream};
+
+    /// A connection to `listener`: the client's end and the accepted end.
+    #[cfg(target_os = "linux")]
+    fn connect(listener: &TcpListener) -> (TcpStream, TcpStream) {
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        (client, accepted)
+    }
 
     #[test]
     #[cfg(target_os = "linux")]
     fn finds_our_connections_with_unread_bytes_only() {
         use std::io::Write;
-        use std::net::{TcpListener, TcpStream};
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let _quiet_client = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let (_quiet, _) = listener.accept().unwrap();
-        let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let (_server_side, _) = listener.accept().unwrap();
+        let _quiet = connect(&listener);
+        let (mut client, _server_side) = connect(&listener);
         assert!(connections_with_unread_bytes(port).is_empty());
 
         let request = b"GET / HTTP/1.1\r\n\r\n";
@@ -222,15 +229,12 @@ mod tests {
     #[cfg(target_os = "linux")]
     fn at_start_up_a_connection_left_unread_frees_a_parked_thread_at_once() {
         use std::io::{Read, Write};
-        use std::net::{TcpListener, TcpStream};
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         // A parked connection: the accepted end stands for the pool thread reading it.
-        let parked = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let (mut pool_thread_end, _) = listener.accept().unwrap();
+        let (parked, mut pool_thread_end) = connect(&listener);
         // A client queued for that thread: its request is never read.
-        let mut queued = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let (_never_read, _) = listener.accept().unwrap();
+        let (mut queued, _never_read) = connect(&listener);
         queued.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").unwrap();
 
         let starved = Arc::new(Starved::default());
