@@ -20,7 +20,8 @@
 //! gone out to carry a close by the next look, a parked connection is released instead
 //! (`conn_pool::Parked`): at start-up, a client that connects while the last pool thread
 //! is being parked can be queued for that thread, and no served connection may follow. In
-//! the first 100 ms the watcher looks every 5 ms and releases a parked connection at once.
+//! the first 100 ms the watcher looks every 5 ms and releases a parked connection at once
+//! (and asks for no closes).
 
 use crate::conn_pool::Parked;
 use std::collections::HashMap;
@@ -37,7 +38,8 @@ const STARVED_AFTER: Duration = Duration::from_millis(100);
 /// Right after start-up the watcher looks more often and frees a parked connection at once:
 /// a client that connected just as the last pool thread was being parked can be queued for
 /// that thread (`conn_pool.rs`), and its first answer should not wait for two long looks.
-/// No load has built up yet, so a shorter wait is safe from threads waiting for a core.
+/// A served request can sit unread that long on a loaded machine, so this early only a
+/// parked connection is freed, never a served client's connection closed.
 const STARTUP: Duration = Duration::from_millis(100);
 const STARTUP_PERIOD: Duration = Duration::from_millis(5);
 const STARTUP_STARVED_AFTER: Duration = Duration::from_millis(20);
@@ -91,9 +93,14 @@ impl Starved {
                             seen.1 = now;
                         }
                     }
-                    if newly_starved > 0 && starting && parked.release_one() {
-                        log::debug!("released a parked connection for one queued at start-up");
-                        newly_starved -= 1;
+                    if newly_starved > 0 && starting {
+                        // Only a parked connection is freed this early: on a loaded machine
+                        // a served request can sit unread for 20 ms, and a close asked for
+                        // on its account would end some client's kept-alive connection.
+                        if parked.release_one() {
+                            log::debug!("released a parked connection for one queued at start-up");
+                        }
+                        continue;
                     }
                     if newly_starved > 0 {
                         log::debug!(
