@@ -1,7 +1,7 @@
 //! Where the time of one prediction goes, stage by stage, for each benchmark model.
 //!
-//! `cargo bench --bench costs [-- MODEL...]` prints one table: JSON decode, V2 binary
-//! decode, tract alone (its own optimized plan, no conversion), our model wrapper
+//! `cargo bench --bench costs [-- MODEL...]` prints one table: JSON decode on one thread
+//! and as a lone request decodes (a large body on every core), V2 binary decode, tract alone (its own optimized plan, no conversion), our model wrapper
 //! (conversion + run), JSON encode, the whole in-process JSON path, and the HTTP round trips
 //! over loopback to the real binary on one kept-alive connection, with a JSON body
 //! (`/predict`) and a V2 binary body (binary outputs too). Tract alone and the two round
@@ -23,9 +23,9 @@ fn main() {
         support::STAGE_TIME
     );
     println!(
-        "| model | JSON body | JSON decode | binary decode | tract alone | model.run | JSON encode | in-process JSON total | HTTP JSON | HTTP binary | HTTP JSON / tract | HTTP binary / tract |"
+        "| model | JSON body | JSON decode, 1 thread | JSON decode, lone request | binary decode | tract alone | model.run | JSON encode | in-process JSON total | HTTP JSON | HTTP binary | HTTP JSON / tract | HTTP binary / tract |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for case in support::cases() {
         measure(&case);
     }
@@ -38,7 +38,9 @@ fn measure(case: &Case) {
     let inputs = case.inputs(&model);
     let (binary, header_length) = support::v2_binary_body(&model, &inputs);
 
-    let json_decode = median_of(|| decode_request(signature, &body).unwrap());
+    let json_decode_1 = median_of(|| decode_request(signature, &body, 1).unwrap());
+    let json_decode =
+        median_of(|| decode_request(signature, &body, model.spare_threads()).unwrap());
     let binary_decode =
         median_of(|| infer::decode(signature, &binary, Some(header_length)).unwrap());
     let run = median_of(|| model.run(inputs.clone()).unwrap());
@@ -63,9 +65,10 @@ fn measure(case: &Case) {
     ]);
 
     println!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2}x | {:.2}x |",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2}x | {:.2}x |",
         case.name,
         kib(body.len()),
+        ms(json_decode_1),
         ms(json_decode),
         ms(binary_decode),
         ms(tract),

@@ -23,6 +23,8 @@ pub struct Model {
     signature: Signature,
     load_time: Duration,
     batcher: Option<Batcher>,
+    /// The machine's cores, read once (it reads cgroup files).
+    cores: usize,
 }
 
 /// The optimised plan and the threads it may use; shared with the batch runners.
@@ -139,6 +141,7 @@ impl Model {
             signature,
             load_time: started.elapsed(),
             batcher: None,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         })
     }
 
@@ -194,6 +197,16 @@ impl Model {
     /// Panics caught in tract so far.
     pub fn panics_caught(&self) -> u64 {
         self.runner.panics.load(Ordering::Relaxed)
+    }
+
+    /// How many threads a request may use to decode its body now: every core while no run
+    /// is in flight, else one (a busy server is better off with one thread per request, as
+    /// with `--intra-op-threads`).
+    pub fn spare_threads(&self) -> usize {
+        match self.runner.running.load(Ordering::Relaxed) {
+            0 => self.cores,
+            _ => 1,
+        }
     }
 
     /// Runs the model on tensors given in the model's input order, already checked against

@@ -75,7 +75,7 @@ impl Case {
 
     /// The inputs of the JSON body, decoded.
     pub fn inputs(&self, model: &Model) -> Vec<Tensor> {
-        decode_request(model.signature(), &self.json_body()).unwrap()
+        decode_request(model.signature(), &self.json_body(), 1).unwrap()
     }
 }
 

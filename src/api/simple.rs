@@ -30,7 +30,7 @@ pub fn predict(app: &App, req: &mut Request) -> Result<Response, ApiError> {
 /// the `predict` command share it.
 pub fn predict_json(model: &Model, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let signature = model.signature();
-    let inputs = decode_request(signature, body)?;
+    let inputs = decode_request(signature, body, model.spare_threads())?;
     let outputs = run_checked(model, inputs)?;
     Ok(encode_response(signature, &outputs))
 }
@@ -124,10 +124,15 @@ struct Ready {
     ready: bool,
 }
 
-/// Decodes `{"inputs": ...}` into tensors in the model's input order.
-pub fn decode_request(signature: &Signature, body: &[u8]) -> Result<Vec<Tensor>, ApiError> {
+/// Decodes `{"inputs": ...}` into tensors in the model's input order, on up to `threads`
+/// threads for a large body.
+pub fn decode_request(
+    signature: &Signature,
+    body: &[u8],
+    threads: usize,
+) -> Result<Vec<Tensor>, ApiError> {
     if let [spec] = signature.inputs.as_slice()
-        && let Some(tensor) = crate::tensor::fast_json::decode_predict_body(spec, body)
+        && let Some(tensor) = crate::tensor::fast_json::decode_predict_body(spec, body, threads)
     {
         return Ok(vec![tensor]);
     }

@@ -3,6 +3,12 @@
 //! serde's per-element visitor calls about as much as the model; this scanner reads the
 //! numbers straight into the element vector in one pass.
 //!
+//! It reads in two steps: the list text is cut into tokens (`[`, `]`, `,`, and a run of
+//! numbers that fills one innermost list, pushed straight into the element vector), then the
+//! few tokens are checked for a regular nesting, which gives the shape. The first step needs
+//! no context, so a large body is cut at `[`s into parts that are read on several threads
+//! at once, when the caller has cores to spare.
+//!
 //! It accepts only what it can decode exactly as the general decoder (`json.rs`) would, and
 //! gives up (`None`) on anything else — another key, a string, `null`, a ragged or empty
 //! list, a number out of range — so that the general decoder runs from the start and gives
@@ -10,31 +16,196 @@
 
 use super::{DataType, Tensor, TensorData};
 use crate::signature::TensorSpec;
+use std::thread;
+
+/// A part read on a thread of its own is at least this long: below it, starting the thread
+/// (tens of microseconds) costs more than reading half the part saves.
+const MIN_PART_BYTES: usize = 256 * 1024;
 
 /// Decodes a `/predict` body of exactly `{"inputs": <nested list of numbers>}` for a model
-/// with one FP32 or FP64 input; `None` for any other body.
-pub fn decode_predict_body(spec: &TensorSpec, body: &[u8]) -> Option<Tensor> {
+/// with one FP32 or FP64 input; `None` for any other body. A body of a few hundred KiB or
+/// more is read on up to `threads` threads.
+pub fn decode_predict_body(spec: &TensorSpec, body: &[u8], threads: usize) -> Option<Tensor> {
+    decode_in_parts(spec, body, threads, MIN_PART_BYTES)
+}
+
+/// `decode_predict_body` with parts as short as `min_part_bytes`: the tests and the fuzzer
+/// cut small bodies, to check that the parts join up exactly.
+#[doc(hidden)]
+pub fn decode_in_parts(
+    spec: &TensorSpec,
+    body: &[u8],
+    threads: usize,
+    min_part_bytes: usize,
+) -> Option<Tensor> {
+    if !matches!(spec.datatype, DataType::Fp32 | DataType::Fp64) {
+        return None;
+    }
     let mut scanner = Scanner { bytes: body, at: 0 };
     scanner.expect(b'{')?;
     scanner.expect_key(b"inputs")?;
-    let tensor = match spec.datatype {
+    let max_rank = spec.shape.len() + 1;
+    let cuts = part_bounds(body, scanner.at, threads, min_part_bytes);
+    let (tensor, end) = match spec.datatype {
         DataType::Fp32 => {
-            let (shape, values) = scanner.nested::<f32>(spec.shape.len() + 1)?;
-            Tensor::new(shape, TensorData::Fp32(values)).ok()?
+            let (shape, values, end) = nested::<f32>(body, max_rank, cuts)?;
+            (Tensor::new(shape, TensorData::Fp32(values)).ok()?, end)
         }
         DataType::Fp64 => {
-            let (shape, values) = scanner.nested::<f64>(spec.shape.len() + 1)?;
-            Tensor::new(shape, TensorData::Fp64(values)).ok()?
+            let (shape, values, end) = nested::<f64>(body, max_rank, cuts)?;
+            (Tensor::new(shape, TensorData::Fp64(values)).ok()?, end)
         }
         _ => return None,
     };
+    scanner.at = end;
     scanner.expect(b'}')?;
     scanner.skip_whitespace();
     (scanner.at == body.len()).then_some(tensor)
 }
 
+/// A nested list of numbers, read in the parts that `bounds` cut (one thread each), at most
+/// `max_rank` deep, every list at a depth of the same length: its shape, its elements in
+/// row-major order, and where it ends.
+fn nested<E: FastFloat>(
+    body: &[u8],
+    max_rank: usize,
+    bounds: Vec<usize>,
+) -> Option<(Vec<usize>, Vec<E>, usize)> {
+    let last = bounds.len() - 2;
+    let read = |part: usize| {
+        let (from, to) = (bounds[part], bounds[part + 1]);
+        // The first part makes room for every element, so that the others append to it.
+        let reserve_to = if part == 0 { body.len() } else { to };
+        Scanner {
+            bytes: body,
+            at: from,
+        }
+        .tokens::<E>(to, part == last, reserve_to)
+    };
+    let parts: Vec<Option<Part<E>>> = if last == 0 {
+        vec![read(0)]
+    } else {
+        thread::scope(|scope| {
+            let others: Vec<_> = (1..=last)
+                .map(|part| thread::Builder::new().spawn_scoped(scope, move || read(part)))
+                .collect();
+            let mut parts = vec![read(0)];
+            for (part, spawned) in (1..=last).zip(others) {
+                // A thread that could not be started leaves its part to this one.
+                parts.push(match spawned {
+                    Ok(handle) => handle.join().ok().flatten(),
+                    Err(_) => read(part),
+                });
+            }
+            parts
+        })
+    };
+    let parts = parts.into_iter().collect::<Option<Vec<Part<E>>>>()?;
+    let shape = shape_of(parts.iter().flat_map(|part| &part.tokens), max_rank)?;
+    let mut parts = parts.into_iter();
+    let Part {
+        mut values,
+        mut end,
+        ..
+    } = parts.next()?;
+    for part in parts {
+        values.extend_from_slice(&part.values);
+        end = part.end;
+    }
+    Some((shape, values, end))
+}
+
+/// Where the list text from `start` is cut into parts: `[start, cut, ..., body.len()]`, each
+/// cut at a `[` (no number or row of numbers spans one), as many parts as `threads` allows
+/// and the body is long enough for.
+fn part_bounds(body: &[u8], start: usize, threads: usize, min_part_bytes: usize) -> Vec<usize> {
+    let len = body.len().saturating_sub(start);
+    let parts = threads.min(len / min_part_bytes.max(1)).max(1);
+    let mut bounds = vec![start];
+    for part in 1..parts {
+        let aim = start + part * len / parts;
+        let after = *bounds.last().unwrap_or(&start) + 1;
+        let from = aim.max(after);
+        if let Some(open) = body
+            .get(from..)
+            .and_then(|t| t.iter().position(|&b| b == b'['))
+        {
+            bounds.push(from + open);
+        }
+    }
+    bounds.push(body.len());
+    bounds
+}
+
+/// One part of the list text, read: its tokens and its numbers.
+struct Part<E> {
+    tokens: Vec<Token>,
+    values: Vec<E>,
+    /// Where reading stopped: the end of the part, or for the last part the first byte that
+    /// is not list text.
+    end: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Token {
+    Open,
+    Close,
+    Comma,
+    /// The numbers of one innermost list: how many.
+    Numbers(usize),
+}
+
+/// The shape of a regular nesting of lists, with numbers only in the innermost lists and at
+/// most `max_rank` deep; `None` for anything else (an empty, ragged or unclosed list,
+/// anything after the outermost list closes).
+fn shape_of<'t>(tokens: impl Iterator<Item = &'t Token>, max_rank: usize) -> Option<Vec<usize>> {
+    let mut tokens = tokens.peekable();
+    // The rank is the depth of the first number; lengths are checked as lists close.
+    let mut rank = 0;
+    while tokens.next_if_eq(&&Token::Open).is_some() {
+        rank += 1;
+    }
+    if rank == 0 || rank > max_rank {
+        return None;
+    }
+    let mut dims: Vec<Option<usize>> = vec![None; rank];
+    let mut lengths = vec![0usize; rank];
+    let mut depth = rank;
+    // Just after a `[` or a `,`: an element must come next.
+    let mut want_element = true;
+    for token in tokens {
+        if depth == 0 {
+            return None;
+        }
+        match *token {
+            Token::Open if want_element && depth < rank => depth += 1,
+            Token::Numbers(count) if want_element && depth == rank => {
+                lengths[rank - 1] = count;
+                want_element = false;
+            }
+            Token::Comma if !want_element => want_element = true,
+            Token::Close if !want_element => {
+                // Close the list at `depth - 1`.
+                let d = depth - 1;
+                match dims[d] {
+                    None => dims[d] = Some(lengths[d]),
+                    Some(n) if n != lengths[d] => return None,
+                    Some(_) => {}
+                }
+                lengths[d] = 0;
+                depth -= 1;
+                if depth > 0 {
+                    lengths[depth - 1] += 1;
+                }
+            }
+            _ => return None,
+        }
+    }
+    (depth == 0).then(|| dims.iter().map(|d| d.unwrap_or(0)).collect())
+}
+
 /// An element the scanner can produce from a finite f64, as `json.rs` does.
-trait FastFloat: Copy {
+trait FastFloat: Copy + Send {
     fn from_f64(v: f64) -> Option<Self>;
 }
 
@@ -88,69 +259,43 @@ impl Scanner<'_> {
         self.expect(b':')
     }
 
-    /// A nested list of numbers, at most `max_rank` deep, every list at a depth of the same
-    /// length: its shape and its elements in row-major order.
-    fn nested<E: FastFloat>(&mut self, max_rank: usize) -> Option<(Vec<usize>, Vec<E>)> {
-        // The rank is the depth of the first number; lengths are checked as lists close.
-        let mut depth = 0;
-        while self.peek()? == b'[' {
-            depth += 1;
-            self.at += 1;
-            if depth > max_rank {
-                return None;
-            }
-        }
-        let rank = depth;
-        if rank == 0 {
-            return None;
-        }
-        let mut dims: Vec<Option<usize>> = vec![None; rank];
-        let mut lengths = vec![0usize; rank];
+    /// Reads list text up to `to`, which is a `[` or the end of the body; the last part
+    /// stops at the first byte that is not list text. `reserve_to` bounds the text whose
+    /// numbers its vector makes room for once the first row shows how long a number is.
+    fn tokens<E: FastFloat>(mut self, to: usize, last: bool, reserve_to: usize) -> Option<Part<E>> {
+        let from = self.at;
+        let mut tokens = Vec::new();
         let mut values: Vec<E> = Vec::new();
-        let mut reserved = false;
-        // We are just inside `rank` open lists, at the first element of the innermost one.
-        let mut depth = rank;
         loop {
-            lengths[rank - 1] = self.row(&mut values)?;
-            // Then the close of one or more lists.
-            loop {
-                // Close the list at `depth - 1`.
-                self.at += 1;
-                let d = depth - 1;
-                match dims[d] {
-                    None => dims[d] = Some(lengths[d]),
-                    Some(n) if n != lengths[d] => return None,
-                    Some(_) => {}
-                }
-                lengths[d] = 0;
-                depth -= 1;
-                if depth == 0 {
-                    let shape: Vec<usize> = dims.iter().map(|d| d.unwrap_or(0)).collect();
-                    return Some((shape, values));
-                }
-                lengths[depth - 1] += 1;
-                if !reserved && depth == rank - 1 {
-                    // The first row is done: make room for the rest at once.
-                    if let Some(rows) = self.estimate_rows(dims[rank - 1]?) {
-                        values.reserve(rows);
-                    }
-                    reserved = true;
-                }
-                match self.peek()? {
-                    b']' => continue,
-                    b',' => {
-                        self.at += 1;
-                        break;
-                    }
-                    _ => return None,
-                }
+            self.skip_whitespace();
+            if self.at >= to {
+                break;
             }
-            // Open lists down to the innermost again.
-            while depth < rank {
-                self.expect(b'[')?;
-                depth += 1;
-            }
+            let token = match self.bytes[self.at] {
+                b'[' => Token::Open,
+                b']' => Token::Close,
+                b',' => Token::Comma,
+                b'-' | b'0'..=b'9' => {
+                    let count = self.row(&mut values)?;
+                    if values.len() == count {
+                        // One allocation instead of a doubling series.
+                        let per_value = (self.at - from) / count;
+                        values.reserve(reserve_to.saturating_sub(self.at) / per_value.max(1));
+                    }
+                    tokens.push(Token::Numbers(count));
+                    continue;
+                }
+                _ if last => break,
+                _ => return None,
+            };
+            tokens.push(token);
+            self.at += 1;
         }
+        Some(Part {
+            tokens,
+            values,
+            end: self.at,
+        })
     }
 
     /// The numbers of one innermost list, up to its closing `]` (left unread): how many.
@@ -164,13 +309,6 @@ impl Scanner<'_> {
                 _ => return None,
             }
         }
-    }
-
-    /// A guess of the elements still to come, from the bytes left and the length of the
-    /// first row, for one allocation instead of a doubling series.
-    fn estimate_rows(&self, row_len: usize) -> Option<usize> {
-        let per_row_bytes = self.at.max(1) / row_len.max(1);
-        Some((self.bytes.len() - self.at) / per_row_bytes.max(1))
     }
 
     /// One JSON number as an f64, the value serde_json gives it: with at most 19 digits, a
@@ -273,8 +411,16 @@ mod tests {
         }
     }
 
+    /// The fast path's answer, the same whether it reads the body in one part or cut into
+    /// parts as small as a byte, on up to four threads.
     fn fast(datatype: DataType, rank: usize, body: &str) -> Option<Tensor> {
-        decode_predict_body(&spec(datatype, rank), body.as_bytes())
+        let spec = spec(datatype, rank);
+        let whole = decode_predict_body(&spec, body.as_bytes(), 1);
+        for threads in 2..=4 {
+            let parts = decode_in_parts(&spec, body.as_bytes(), threads, 1);
+            assert_eq!(parts, whole, "{body} in up to {threads} parts");
+        }
+        whole
     }
 
     /// What the general decoder makes of the same body.
@@ -343,5 +489,44 @@ mod tests {
         assert_eq!(fast(DataType::Fp64, 1, r#"{"inputs": [1.8e308]}"#), None);
         let big = fast(DataType::Fp64, 1, r#"{"inputs": [1.7976931348623157e308]}"#);
         assert_eq!(big.unwrap().data, TensorData::Fp64(vec![f64::MAX]));
+    }
+
+    #[test]
+    fn a_large_body_is_cut_at_brackets_and_read_in_parts_as_one() {
+        // 3 x 50 x 40 numbers in every form the number reader knows.
+        let mut rows = Vec::new();
+        let mut n: u64 = 12345;
+        for _ in 0..150 {
+            let row: Vec<String> = (0..40)
+                .map(|_| {
+                    n = n
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let mantissa = (n >> 40) as i64 - (1 << 23);
+                    match n % 4 {
+                        0 => format!("{mantissa}"),
+                        1 => format!("{}", mantissa as f64 / 1e6),
+                        2 => format!("{mantissa}e-12"),
+                        _ => format!(" {}E3 ", mantissa as f32 / 7.0),
+                    }
+                })
+                .collect();
+            rows.push(format!("[{}]", row.join(",")));
+        }
+        let planes: Vec<String> = rows
+            .chunks(50)
+            .map(|p| format!("[{}]", p.join(",\n")))
+            .collect();
+        let body = format!("{{\"inputs\": [{}]}}", planes.join(", "));
+        let spec = spec(DataType::Fp32, 2);
+        let cuts = part_bounds(body.as_bytes(), 10, 4, 1);
+        assert_eq!(cuts.len(), 5, "four parts");
+        assert!(cuts[1..4].iter().all(|&at| body.as_bytes()[at] == b'['));
+        let expected = general(DataType::Fp32, 2, &body);
+        assert_eq!(expected.shape, vec![3, 50, 40]);
+        for (threads, min_part_bytes) in [(1, 1), (2, 1), (4, 1), (7, 1000)] {
+            let parts = decode_in_parts(&spec, body.as_bytes(), threads, min_part_bytes);
+            assert_eq!(parts.as_ref(), Some(&expected), "{threads} threads");
+        }
     }
 }
