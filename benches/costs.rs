@@ -1,8 +1,9 @@
 //! Where the time of one prediction goes, stage by stage, for each benchmark model.
 //!
 //! `cargo bench --bench costs [-- MODEL...]` prints one table: JSON decode on one thread
-//! and as a lone request decodes (a large body on every core), V2 binary decode, tract alone (its own optimized plan, no conversion), our model wrapper
-//! (conversion + run), JSON encode, the whole in-process JSON path, and the HTTP round trips
+//! and as a lone request decodes (a large body on every core), V2 binary decode, tract
+//! alone (its own optimized plan, no conversion), our model wrapper (conversion + run),
+//! JSON encode, the whole in-process JSON path, and the HTTP round trips
 //! over loopback to the real binary on one kept-alive connection, with a JSON body
 //! (`/predict`) and a V2 binary body (binary outputs too). Tract alone and the two round
 //! trips are timed in turn, one of each per round, so their ratios are from the same moments
