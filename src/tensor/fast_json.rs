@@ -38,21 +38,19 @@ pub fn decode_in_parts(
     threads: usize,
     min_part_bytes: usize,
 ) -> Option<Tensor> {
-    if !matches!(spec.datatype, DataType::Fp32 | DataType::Fp64) {
-        return None;
-    }
     let mut scanner = Scanner { bytes: body, at: 0 };
     scanner.expect(b'{')?;
     scanner.expect_key(b"inputs")?;
     let max_rank = spec.shape.len() + 1;
-    let cuts = part_bounds(body, scanner.at, threads, min_part_bytes);
     let (tensor, end) = match spec.datatype {
         DataType::Fp32 => {
-            let (shape, values, end) = nested::<f32>(body, max_rank, cuts)?;
+            let (shape, values, end) =
+                nested::<f32>(body, scanner.at, max_rank, threads, min_part_bytes)?;
             (Tensor::new(shape, TensorData::Fp32(values)).ok()?, end)
         }
         DataType::Fp64 => {
-            let (shape, values, end) = nested::<f64>(body, max_rank, cuts)?;
+            let (shape, values, end) =
+                nested::<f64>(body, scanner.at, max_rank, threads, min_part_bytes)?;
             (Tensor::new(shape, TensorData::Fp64(values)).ok()?, end)
         }
         _ => return None,
@@ -63,14 +61,17 @@ pub fn decode_in_parts(
     (scanner.at == body.len()).then_some(tensor)
 }
 
-/// A nested list of numbers, read in the parts that `bounds` cut (one thread each), at most
-/// `max_rank` deep, every list at a depth of the same length: its shape, its elements in
-/// row-major order, and where it ends.
+/// A nested list of numbers starting at `start`, read in parts as `part_bounds` cuts it
+/// (one thread each), at most `max_rank` deep, every list at a depth of the same length: its
+/// shape, its elements in row-major order, and where it ends.
 fn nested<E: FastFloat>(
     body: &[u8],
+    start: usize,
     max_rank: usize,
-    bounds: Vec<usize>,
+    threads: usize,
+    min_part_bytes: usize,
 ) -> Option<(Vec<usize>, Vec<E>, usize)> {
+    let bounds = part_bounds(body, start, threads, min_part_bytes);
     let last = bounds.len() - 2;
     let read = |part: usize| {
         let (from, to) = (bounds[part], bounds[part + 1]);
