@@ -308,7 +308,7 @@ impl Shared {
         let peer = raw.remote_addr().copied();
         let mut req = Request::new(raw, self.settings.limits, id, received);
         let metrics = &self.app.metrics;
-        let _in_flight = metrics.start_request();
+        let in_flight = metrics.start_request();
 
         let mut response = match catch_unwind(AssertUnwindSafe(|| dispatch(&self.app, &mut req))) {
             Ok(Ok(response)) => response,
@@ -322,8 +322,10 @@ impl Shared {
             }
         };
         self.app.cors.decorate(&req, &mut response);
-        // Counted before sending, so that a client holding its answer sees it counted.
+        // Counted (and no longer in flight) before sending, so that a client holding its
+        // answer sees it counted and not still in flight.
         metrics.record_request(req.route, response.status, received.elapsed());
+        drop(in_flight);
 
         let close = if self.app.is_draining() || req.wants_close() {
             self.rotation.forget(peer);
