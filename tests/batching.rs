@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::thread;
+use std::time::Duration;
 
 fn holdout() -> Value {
     read_json(&fixture("digits_holdout.json"))
@@ -172,11 +173,10 @@ fn batching_a_model_without_a_batch_dimension_stops_start_up() {
 #[test]
 fn intra_op_threads_give_the_same_answers() {
     let server = Arc::new(Server::builder().args(["--intra-op-threads", "2"]).start());
-    assert!(
-        server
-            .log()
-            .contains("may use 2 threads (--intra-op-threads)")
-    );
+    assert!(server.wait_for_log(
+        "may use 2 threads (--intra-op-threads)",
+        Duration::from_secs(5)
+    ));
     // Alone (the pool is used) and with 64 at once (each run on its own thread).
     let data = holdout();
     let rows = &data["inputs"].as_array().unwrap()[..50];

@@ -169,6 +169,8 @@ fn json_logs_are_one_object_per_line() {
     );
     assert_eq!(reply.status, 404);
     assert!(server.wait_for_log("json-1", Duration::from_secs(5)));
+    // "ready" is logged just after /readyz turns 200, so it may come after json-1's line.
+    assert!(server.wait_for_log("\"message\":\"ready\"", Duration::from_secs(5)));
     let log = server.log();
     let lines: Vec<Value> = log
         .lines()

@@ -13,6 +13,16 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// The two tests time the same slow model against its unloaded speed: run alone, neither
+/// measures the other's load.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn slow_request() -> Vec<u8> {
     let body = serde_json::to_vec(&json!({"inputs": [vec![0.25; 1024]]})).unwrap();
     raw_predict(&body)
@@ -96,6 +106,7 @@ fn open_loop(server: &Server, interval: Duration, duration: Duration) -> Vec<(u1
 
 #[test]
 fn at_four_times_the_sustainable_rate_the_excess_is_refused_quickly_and_the_rest_served_on_time() {
+    let _alone = one_at_a_time();
     // One worker and no queue: a request is taken only when it can start computing at once.
     // With a deeper queue every accepted request would first wait for those ahead of it.
     let server = Server::builder()
@@ -197,6 +208,7 @@ fn fate(stream: &mut TcpStream, request: &[u8]) -> Fate {
 
 #[test]
 fn sigterm_while_32_clients_send_lets_every_accepted_request_finish_then_exits_0() {
+    let _alone = one_at_a_time();
     let mut server = Server::builder()
         .args([
             "--model",

@@ -38,6 +38,8 @@ pub struct Server {
     child: Option<Child>,
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
+    /// Copies the server's stderr into `log`; ends when the process has exited.
+    log_reader: Option<thread::JoinHandle<()>>,
     agent: ureq::Agent,
 }
 
@@ -110,7 +112,7 @@ impl Builder {
         let (addr_tx, addr_rx) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
         let log_writer = log.clone();
-        thread::spawn(move || {
+        let log_reader = thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on http://").nth(1) {
                     let addr = rest.split_whitespace().next().unwrap_or_default();
@@ -134,12 +136,16 @@ impl Builder {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
+            // Under the shortest --keep-alive-timeout tests use (1 s): a pooled connection
+            // is never reused just as the server closes it.
+            .max_idle_age(Duration::from_millis(500))
             .build()
             .into();
         let server = Server {
             child: Some(child),
             addr,
             log,
+            log_reader: Some(log_reader),
             agent,
         };
         if self.wait_ready {
@@ -267,19 +273,27 @@ impl Server {
         assert!(status.success());
     }
 
-    /// Waits for the process to exit (killing it after `timeout`).
+    /// Waits for the process to exit (killing it after `timeout`); then `log` holds all it
+    /// wrote.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let mut child = self.child.take().unwrap();
         let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
+        let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
-                return Some(status);
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
             }
             thread::sleep(Duration::from_millis(10));
+        };
+        // The pipe ends at exit: the reader has then copied the last lines.
+        if let Some(reader) = self.log_reader.take() {
+            let _ = reader.join();
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
+        status
     }
 
     pub fn is_running(&mut self) -> bool {
