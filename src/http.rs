@@ -134,6 +134,12 @@ impl Request {
         }
     }
 
+    /// The answer can carry `Connection: close`: not when part of the body is still unread,
+    /// as tiny_http then writes the answer (and drops that header).
+    pub fn can_say_close(&self) -> bool {
+        !self.body_pending()
+    }
+
     /// The whole body, read once: refused with 413 when its declared length is over the
     /// limit (before reading any of it), and with 408 when it does not arrive in time.
     pub fn body(&mut self) -> Result<&[u8], ApiError> {

@@ -167,13 +167,14 @@ impl Server {
             Ok(Event::Fatal(message)) => return Err(message),
             Err(_) => "the event channel closed",
         };
+        // Readiness turns 503 before the line says so, for whoever watches the log.
+        self.shared.app.start_draining();
         info!("{reason}: draining (up to {drain_timeout:?})");
         Ok(self.drain(drain_timeout))
     }
 
     fn drain(&self, timeout: Duration) -> bool {
         let shared = &self.shared;
-        shared.app.start_draining();
         shared.stopping.store(true, Ordering::SeqCst);
         // Closing our handle on the listening socket refuses new connections and ends
         // tiny_http's accept loop; connections already open are still served.
@@ -331,7 +332,9 @@ impl Shared {
             self.rotation.forget(peer);
             true
         } else {
-            self.rotation.should_close(peer, received) || self.starved.take_close()
+            // A wanted close is used up only by an answer that says it.
+            self.rotation.should_close(peer, received)
+                || (req.can_say_close() && self.starved.take_close())
         };
         // The access line goes out before the answer: once the answer is out, the client's
         // next request wakes tiny_http's threads, and work this thread still had to do then
