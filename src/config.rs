@@ -187,7 +187,7 @@ impl ServeArgs {
         }
     }
 
-    /// How the model runs: intra-op threads and batching.
+    /// How the model runs: intra-op threads, batching, a run thread per worker.
     pub fn execution(&self) -> Execution {
         Execution {
             intra_op_threads: self.intra_op_threads as usize,
@@ -197,6 +197,7 @@ impl ServeArgs {
                 runners: self.workers(),
                 max_waiting: self.queue,
             }),
+            run_threads: self.workers(),
         }
     }
 

@@ -26,6 +26,7 @@ pub mod model_path;
 pub mod openapi;
 pub mod rotation;
 pub mod routes;
+pub mod run_threads;
 pub mod server;
 pub mod signature;
 pub mod starved;

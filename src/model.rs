@@ -3,10 +3,12 @@
 //! The optimised plan is built once and shared (`Arc`) by every request; tract's `run` takes
 //! `&self`, so requests run side by side with no lock. Two options change how runs happen
 //! (`Model::with_execution`): a pool of threads one run may use when it is the only one
-//! (`--intra-op-threads`), and dynamic batching (`batcher.rs`).
+//! (`--intra-op-threads`), and dynamic batching (`batcher.rs`). Once runs are seen to take
+//! milliseconds, they move to a thread per worker (`run_threads.rs`), for memory's sake.
 
 use crate::batcher::{BatchConfig, Batcher};
 use crate::metrics::{self, Histogram};
+use crate::run_threads::{RunThreads, RunTimes};
 use crate::signature::{Dim, Signature, TensorSpec, describe_all};
 use crate::tensor::{DataType, Tensor, TensorData};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -23,6 +25,8 @@ pub struct Model {
     signature: Signature,
     load_time: Duration,
     batcher: Option<Batcher>,
+    /// Where long runs go when there is no batcher (whose runners are such threads).
+    run_threads: Option<RunThreads>,
     /// The machine's cores, read once (it reads cgroup files).
     cores: usize,
 }
@@ -36,16 +40,21 @@ struct Runner {
     running: AtomicUsize,
     /// How long each run took, and the panics it caught: the model's metrics.
     run_seconds: Histogram,
+    /// How long runs typically take: long ones go to the run threads.
+    run_times: RunTimes,
     /// Rows per run, for a model with a batch dimension.
     batch_sizes: Option<Histogram>,
     panics: AtomicU64,
 }
 
-/// How runs are executed (the defaults: one thread per run, no batching).
+/// How runs are executed (the defaults: one thread per run, no batching, every run on the
+/// caller's thread).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Execution {
     pub intra_op_threads: usize,
     pub batching: Option<BatchConfig>,
+    /// Threads for long runs (one per worker slot); 0 runs every run on the caller's thread.
+    pub run_threads: usize,
 }
 
 /// The version of tract-onnx this binary was built with (build.rs reads it from Cargo.lock).
@@ -133,6 +142,7 @@ impl Model {
                 intra_op: None,
                 running: AtomicUsize::new(0),
                 run_seconds: Histogram::seconds(),
+                run_times: RunTimes::default(),
                 batch_sizes: signature
                     .batch_dim()
                     .map(|_| Histogram::new(&metrics::ROWS)),
@@ -141,6 +151,7 @@ impl Model {
             signature,
             load_time: started.elapsed(),
             batcher: None,
+            run_threads: None,
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         })
     }
@@ -167,6 +178,10 @@ impl Model {
             let batcher = Batcher::start(config, Box::new(move |inputs| runner.run(inputs)))
                 .map_err(|e| format!("cannot start the batch runners: {e}"))?;
             self.batcher = Some(batcher);
+        } else if execution.run_threads > 0 {
+            let threads = RunThreads::start(execution.run_threads)
+                .map_err(|e| format!("cannot start the run threads: {e}"))?;
+            self.run_threads = Some(threads);
         }
         Ok(self)
     }
@@ -215,7 +230,15 @@ impl Model {
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RunError> {
         match &self.batcher {
             Some(batcher) => batcher.run(inputs),
-            None => self.runner.run(inputs),
+            None => match &self.run_threads {
+                Some(threads) if self.runner.run_times.are_long() => {
+                    let runner = self.runner.clone();
+                    threads.run(move || runner.run(inputs)).unwrap_or_else(|| {
+                        Err(RunError::Panicked("outside tract, on a run thread".into()))
+                    })
+                }
+                _ => self.runner.run(inputs),
+            },
         }
     }
 }
@@ -238,7 +261,9 @@ impl Runner {
             }
             _ => self.plan.run(inputs),
         }));
-        self.run_seconds.observe(started.elapsed());
+        let took = started.elapsed();
+        self.run_seconds.observe(took);
+        self.run_times.record(took);
         self.running.fetch_sub(1, Ordering::SeqCst);
         let outputs = run
             .map_err(|panic| {
