@@ -4,7 +4,7 @@
 //! `&self`, so requests run side by side with no lock. Two options change how runs happen
 //! (`Model::with_execution`): a pool of threads one run may use when it is the only one
 //! (`--intra-op-threads`), and dynamic batching (`batcher.rs`). Once runs are seen to take
-//! milliseconds, they move to a thread per worker (`run_threads.rs`), for memory's sake.
+//! milliseconds, they move to a thread per worker (`run_threads.rs`), which reuses its memory.
 
 use crate::batcher::{BatchConfig, Batcher};
 use crate::metrics::{self, Histogram};
