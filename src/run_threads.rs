@@ -26,7 +26,7 @@ pub const LONG_RUN: Duration = Duration::from_millis(2);
 type Job = Box<dyn FnOnce() + Send>;
 
 pub struct RunThreads {
-    jobs: Mutex<Sender<Job>>,
+    jobs: Sender<Job>,
 }
 
 impl RunThreads {
@@ -40,9 +40,7 @@ impl RunThreads {
                 .name("run".into())
                 .spawn(move || run_loop(&queue))?;
         }
-        Ok(RunThreads {
-            jobs: Mutex::new(jobs),
-        })
+        Ok(RunThreads { jobs })
     }
 
     /// Runs `job` on one of the threads and waits for its result; `None` if it panicked.
@@ -51,7 +49,7 @@ impl RunThreads {
         let job: Job = Box::new(move || {
             let _ = result_tx.send(job());
         });
-        self.jobs.lock().ok()?.send(job).ok()?;
+        self.jobs.send(job).ok()?;
         // A job that panicked drops its sender unsent.
         result.recv().ok()
     }
