@@ -3,10 +3,10 @@
 
 mod common;
 
-use common::{Server, exchange, fixture, free_port, raw_predict};
+use common::{Server, concurrent_clients, exchange, fixture, free_port, raw_predict};
 use serde_json::json;
 use std::io::Write;
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -345,36 +345,22 @@ fn when_the_queue_is_full_requests_are_refused_at_once_with_retry_after() {
         ])
         .start();
     let x = json!([vec![0.25; 1024]]);
-    let barrier = Arc::new(Barrier::new(6));
-    let clients: Vec<_> = (0..6)
-        .map(|_| {
-            let (url, barrier, body) = (
-                server.url("/predict"),
-                barrier.clone(),
-                json!({"inputs": x}),
-            );
-            thread::spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .build()
-                    .into();
-                barrier.wait();
-                let started = Instant::now();
-                let mut response = agent
-                    .post(&url)
-                    .send(serde_json::to_vec(&body).unwrap())
-                    .unwrap();
-                let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get("Retry-After")
-                    .map(|v| v.to_str().unwrap().to_owned());
-                let text = response.body_mut().read_to_string().unwrap();
-                (status, retry_after, text, started.elapsed())
-            })
-        })
-        .collect();
-    let results: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let body = serde_json::to_vec(&json!({"inputs": x})).unwrap();
+    let results = concurrent_clients(6, |_| {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let started = Instant::now();
+        let mut response = agent.post(&server.url("/predict")).send(&body).unwrap();
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("Retry-After")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let text = response.body_mut().read_to_string().unwrap();
+        (status, retry_after, text, started.elapsed())
+    });
     let ok = results.iter().filter(|r| r.0 == 200).count();
     let refused: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
     assert!(ok >= 2, "one computing and one queued succeed: {results:?}");

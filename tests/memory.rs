@@ -4,10 +4,8 @@
 
 mod common;
 
-use common::{Server, row};
+use common::{Server, concurrent_clients, row};
 use serde_json::json;
-use std::sync::{Arc, Barrier};
-use std::thread;
 
 /// wide.onnx: y = sin(x) * x after a 16 MiB activation and more per run.
 fn wide_input() -> Vec<f64> {
@@ -39,38 +37,26 @@ fn rss_kib(pid: u32) -> (u64, u64) {
 #[test]
 #[cfg(target_os = "linux")]
 fn sixteen_clients_hold_a_few_runs_worth_of_memory_not_one_per_thread() {
-    let server = Arc::new(
-        Server::builder()
-            .args(["--model", &common::fixture_model("wide.onnx")])
-            .args(["--workers", "2"])
-            .start(),
-    );
-    let input = Arc::new(wide_input());
+    let server = Server::builder()
+        .args(["--model", &common::fixture_model("wide.onnx")])
+        .args(["--workers", "2"])
+        .start();
+    let input = wide_input();
     let (at_start, _) = rss_kib(server.pid());
 
     // One client: what the runs of two workers need, once the runs are known to be long.
     for _ in 0..8 {
-        check_answer(server.predict(json!([*input])), &input);
+        check_answer(server.predict(json!([input])), &input);
     }
     let (_, peak_alone) = rss_kib(server.pid());
     let runs_worth = peak_alone.saturating_sub(at_start).max(16 * 1024);
 
     // Sixteen clients: their requests land on many request threads.
-    let barrier = Arc::new(Barrier::new(16));
-    let clients: Vec<_> = (0..16)
-        .map(|_| {
-            let (server, input, barrier) = (server.clone(), input.clone(), barrier.clone());
-            thread::spawn(move || {
-                barrier.wait();
-                for _ in 0..6 {
-                    check_answer(server.predict(json!([*input])), &input);
-                }
-            })
-        })
-        .collect();
-    for client in clients {
-        client.join().unwrap();
-    }
+    concurrent_clients(16, |_| {
+        for _ in 0..6 {
+            check_answer(server.predict(json!([input])), &input);
+        }
+    });
     let (_, peak_loaded) = rss_kib(server.pid());
     let growth = peak_loaded.saturating_sub(at_start);
     // With every run on its request's thread, 16 clients grew it by 9.3 times what one did

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Server, argmax, fixture, read_json, row};
+use common::{Server, argmax, concurrent_clients, fixture, read_json, row};
 use serde_json::{Value, json};
 
 fn holdout() -> Value {
@@ -82,40 +82,30 @@ fn hold_out_accuracy_over_http_equals_the_scripts() {
 fn thirty_two_concurrent_clients_each_get_their_own_answers() {
     // Each client sends different rows, several times, over its own connection: a mix-up
     // between requests sharing the plan would show as another row's probabilities.
-    let server = std::sync::Arc::new(Server::builder().args(["--workers", "4"]).start());
-    let data = std::sync::Arc::new(holdout());
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(32));
-    let clients: Vec<_> = (0..32)
-        .map(|client| {
-            let (server, data, barrier) = (server.clone(), data.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                for round in 0..5 {
-                    let start = (client * 5 + round) * 2 % 440;
-                    let rows = &data["inputs"].as_array().unwrap()[start..start + 1 + client % 3];
-                    let outputs = server.predict(json!(rows)).outputs();
-                    let outputs = outputs.as_array().unwrap();
-                    assert_eq!(outputs.len(), rows.len(), "client {client}");
-                    for (i, got) in outputs.iter().enumerate() {
-                        let expected = row(&data["probabilities"][start + i]);
-                        let diff = row(got)
-                            .iter()
-                            .zip(&expected)
-                            .map(|(a, b)| (a - b).abs())
-                            .fold(0.0, f64::max);
-                        assert!(
-                            diff < 1e-5,
-                            "client {client} round {round} row {}: off by {diff}",
-                            start + i
-                        );
-                    }
-                }
-            })
-        })
-        .collect();
-    for client in clients {
-        client.join().expect("a client failed");
-    }
+    let server = Server::builder().args(["--workers", "4"]).start();
+    let data = holdout();
+    concurrent_clients(32, |client| {
+        for round in 0..5 {
+            let start = (client * 5 + round) * 2 % 440;
+            let rows = &data["inputs"].as_array().unwrap()[start..start + 1 + client % 3];
+            let outputs = server.predict(json!(rows)).outputs();
+            let outputs = outputs.as_array().unwrap();
+            assert_eq!(outputs.len(), rows.len(), "client {client}");
+            for (i, got) in outputs.iter().enumerate() {
+                let expected = row(&data["probabilities"][start + i]);
+                let diff = row(got)
+                    .iter()
+                    .zip(&expected)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max);
+                assert!(
+                    diff < 1e-5,
+                    "client {client} round {round} row {}: off by {diff}",
+                    start + i
+                );
+            }
+        }
+    });
 }
 
 #[test]

@@ -8,8 +8,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -447,12 +448,51 @@ pub fn try_read_response(stream: &mut TcpStream) -> Option<RawResponse> {
 }
 
 /// A loopback port that was free a moment ago, for a server that must be told its port.
+///
+/// Taken below the system's ephemeral range, not from `bind(0)`: the tests' own client
+/// connections get their local ports from that range, and one of them could take the port
+/// between this check and the server's bind. Each test process walks its own stretch
+/// (from its pid), so two processes rarely try the same ports.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let low = ephemeral_start.saturating_sub(12_000).max(1024);
+    let span = ephemeral_start - low;
+    let offset = (std::process::id() % u32::from(span)) as u16;
+    for _ in 0..span {
+        let port = low + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{ephemeral_start}");
+}
+
+/// Runs `client(i)` for i in 0..n, each on its own thread, all released at once, and
+/// returns their results in order. A client that panics fails the caller with its message.
+pub fn concurrent_clients<T: Send>(n: usize, client: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let start = Barrier::new(n);
+    thread::scope(|scope| {
+        let threads: Vec<_> = (0..n)
+            .map(|i| {
+                let (start, client) = (&start, &client);
+                scope.spawn(move || {
+                    start.wait();
+                    client(i)
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 /// The bytes of `POST /predict` with `body` and its Content-Length, for raw sockets.
