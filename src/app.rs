@@ -11,6 +11,7 @@ use crate::openapi::ApiDocs;
 use crate::workers::{Slot, Workers};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 pub struct App {
     /// The name clients use in `/v2/models/{name}` and `/v1/models/{name}`.
@@ -101,12 +102,13 @@ impl App {
         self.model().map(|_| ())
     }
 
-    /// A worker slot for the CPU work of one request, or 503 when the queue is full.
-    pub fn worker(&self) -> Result<Slot<'_>, ApiError> {
+    /// A worker slot for the CPU work of one request and how long the request waited for
+    /// it, or 503 when the queue is full.
+    pub fn worker(&self) -> Result<(Slot<'_>, Duration), ApiError> {
         match self.workers.acquire() {
             Ok((slot, waited)) => {
                 self.metrics.queue_wait.observe(waited);
-                Ok(slot)
+                Ok((slot, waited))
             }
             Err(full) => Err(ApiError::unavailable(
                 format!(

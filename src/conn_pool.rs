@@ -271,7 +271,7 @@ fn blocked_in(tid: i32) -> Option<(i64, u64)> {
 /// Our descriptors of the accepted connection whose client is at `peer` (tiny_http holds
 /// two: one to read, one to write).
 #[cfg(target_os = "linux")]
-fn accepted_from(peer: SocketAddr) -> Vec<i32> {
+pub fn accepted_from(peer: SocketAddr) -> Vec<i32> {
     own_descriptors()
         .filter(|&fd| peer_of(fd) == Some(peer))
         .collect()

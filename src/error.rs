@@ -51,6 +51,15 @@ impl ApiError {
         ApiError::new(503, message).with_header("Retry-After", retry_after_seconds.to_string())
     }
 
+    /// 499, nginx's "client closed request": the client left before its request ran, so
+    /// it was not run. Seen in the access log and metrics; the client is not there to read it.
+    pub fn client_closed() -> ApiError {
+        ApiError::new(
+            499,
+            "the client closed the connection while the request waited for a worker; not run",
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(500, message)
     }

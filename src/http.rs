@@ -125,6 +125,11 @@ impl Request {
         (v.0, v.1)
     }
 
+    /// The client's address, when it came over TCP.
+    pub fn peer(&self) -> Option<std::net::SocketAddr> {
+        self.inner.remote_addr().copied()
+    }
+
     /// The client asked to close the connection after this exchange.
     pub fn wants_close(&self) -> bool {
         let connection = self.header("Connection").map(str::to_ascii_lowercase);
@@ -498,6 +503,8 @@ pub fn reason(status: u16) -> &'static str {
         408 => "Request Timeout",
         413 => "Content Too Large",
         415 => "Unsupported Media Type",
+        // nginx's: the client left before its request ran (`client_gone`).
+        499 => "Client Closed Request",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Unknown",

@@ -10,6 +10,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod batcher;
+pub mod client_gone;
 pub mod config;
 pub mod conn_pool;
 pub mod cors;

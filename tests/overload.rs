@@ -298,3 +298,56 @@ fn sigterm_while_32_clients_send_lets_every_accepted_request_finish_then_exits_0
         fates.iter().filter(|f| **f == Fate::NotTaken).count()
     );
 }
+
+#[test]
+fn requests_whose_clients_left_while_they_waited_are_not_run() {
+    let _alone = one_at_a_time();
+    let server = Server::builder()
+        .args(["--model", &fixture_model("slow.onnx"), "--workers", "1"])
+        .start();
+    let request = slow_request();
+    let send_one = || {
+        let mut stream = connect(&server);
+        stream.write_all(&request).unwrap();
+        stream
+    };
+    // Two requests keep the one worker busy for two runs (tens of milliseconds each),
+    // while four clients send theirs and leave, as clients that time out do.
+    let mut waited_for: Vec<TcpStream> = (0..2).map(|_| send_one()).collect();
+    for _ in 0..4 {
+        drop(send_one());
+    }
+    let mut last = send_one();
+    for stream in waited_for.iter_mut().chain([&mut last]) {
+        let reply = try_read_response(stream).expect("an answer");
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+
+    // The log arrives through a pipe: give the last lines a moment.
+    let left = || {
+        let log = server.log();
+        (
+            log.lines()
+                .filter(|l| l.contains("POST /predict 499"))
+                .count(),
+            log,
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while left().0 < 4 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let (left, log) = left();
+    assert_eq!(left, 4, "{log}");
+    let metrics = server.get("/metrics").text();
+    let runs = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("onnx_serve_inference_duration_seconds_count "))
+        .expect("the run count in /metrics");
+    assert_eq!(runs.trim(), "3", "only the requests someone waited for ran");
+}

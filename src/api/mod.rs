@@ -8,12 +8,14 @@ pub mod v1;
 pub mod v2;
 
 use crate::app::App;
+use crate::client_gone;
 use crate::error::ApiError;
 use crate::http::{Request, Response};
 use crate::model::Model;
 use crate::routes::Params;
 use crate::tensor::Tensor;
 use serde::de::DeserializeSeed;
+use std::time::Duration;
 
 /// Checks that a `/v1` or `/v2` path names the model this server serves, and its version
 /// when the path names one: 404 otherwise. Any version-less path reaches the one model.
@@ -51,14 +53,25 @@ pub fn predict_with(
 ) -> Result<Response, ApiError> {
     check_model(app, &req.params)?;
     let model = app.model()?;
+    let client = req.peer();
     let body = req.body()?;
     let _worker = if model.batches() {
         None
     } else {
-        Some(app.worker()?)
+        let (slot, waited) = app.worker()?;
+        // Only after a long wait: finding the connection costs a look at every descriptor.
+        if waited >= ASK_IF_CLIENT_LEFT_AFTER && client.is_some_and(client_gone::has_gone) {
+            return Err(ApiError::client_closed());
+        }
+        Some(slot)
     };
     work(model, body)
 }
+
+/// A request that waited this long for a worker slot is not run if its client has left
+/// meanwhile (`client_gone`). Short enough to catch clients that time out after a second or
+/// more; long enough that the look (tens of microseconds) is small beside the wait.
+const ASK_IF_CLIENT_LEFT_AFTER: Duration = Duration::from_millis(20);
 
 /// Checks the inputs against the model's signature and runs it: a 400 for inputs that do
 /// not fit, a 500 when the model fails.
