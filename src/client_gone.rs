@@ -10,19 +10,44 @@
 //! side while still waiting for the answer counts as gone: HTTP clients do not do that.
 
 use std::net::SocketAddr;
+#[cfg(target_os = "linux")]
+use std::{collections::HashMap, sync::Mutex};
 
 /// True when the connection from `peer` shows the client's end-of-stream or a reset. False
 /// when it is open, has unread bytes (a pipelined request), or cannot be found.
 #[cfg(target_os = "linux")]
 pub fn has_gone(peer: SocketAddr) -> bool {
-    crate::conn_pool::accepted_from(peer)
-        .into_iter()
-        .any(shows_end_of_stream)
+    connection_from(peer).is_some_and(shows_end_of_stream)
 }
 
 #[cfg(not(target_os = "linux"))]
 pub fn has_gone(_peer: SocketAddr) -> bool {
     false
+}
+
+/// Accepted connections by client address, from the last pass over our descriptors. A pass
+/// costs a system call per descriptor (a millisecond or more with a thousand connections,
+/// and it is made while holding a worker slot); one pass finds every connection open at the
+/// time, so under overload most requests are answered from here with one call.
+#[cfg(target_os = "linux")]
+static CONNECTIONS: Mutex<Option<HashMap<SocketAddr, i32>>> = Mutex::new(None);
+
+/// Our descriptor of the connection from `peer`: the one remembered if it still leads there
+/// (descriptors are reused), else from a new pass.
+#[cfg(target_os = "linux")]
+fn connection_from(peer: SocketAddr) -> Option<i32> {
+    use crate::conn_pool::{own_descriptors, peer_of};
+    let mut known = CONNECTIONS.lock().unwrap_or_else(|p| p.into_inner());
+    let remembered = known.as_ref().and_then(|k| k.get(&peer).copied());
+    if let Some(fd) = remembered.filter(|&fd| peer_of(fd) == Some(peer)) {
+        return Some(fd);
+    }
+    let found: HashMap<SocketAddr, i32> = own_descriptors()
+        .filter_map(|fd| Some((peer_of(fd)?, fd)))
+        .collect();
+    let fd = found.get(&peer).copied();
+    *known = Some(found);
+    fd
 }
 
 /// Peeks one byte without waiting: 0 bytes is the client's FIN with nothing before it. The

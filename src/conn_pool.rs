@@ -271,7 +271,7 @@ fn blocked_in(tid: i32) -> Option<(i64, u64)> {
 /// Our descriptors of the accepted connection whose client is at `peer` (tiny_http holds
 /// two: one to read, one to write).
 #[cfg(target_os = "linux")]
-pub fn accepted_from(peer: SocketAddr) -> Vec<i32> {
+fn accepted_from(peer: SocketAddr) -> Vec<i32> {
     own_descriptors()
         .filter(|&fd| peer_of(fd) == Some(peer))
         .collect()
@@ -280,7 +280,7 @@ pub fn accepted_from(peer: SocketAddr) -> Vec<i32> {
 /// The address of the other end of socket `fd`. The descriptor may have been closed, or
 /// reused, since it was listed: the call only queries it and fails harmlessly.
 #[cfg(target_os = "linux")]
-fn peer_of(fd: i32) -> Option<SocketAddr> {
+pub fn peer_of(fd: i32) -> Option<SocketAddr> {
     // SAFETY: getpeername writes at most `len` bytes into the zeroed storage try_init
     // gives it, and sets `len` to what it wrote.
     let (_, peer) = unsafe {
