@@ -45,10 +45,10 @@ pub enum Command {
     /// a 200, else 1 (for container HEALTHCHECKs: the image has no curl)
     Healthcheck {
         /// The route to GET
-        #[arg(long, default_value = "/healthz")]
+        #[arg(long, env = "ONNX_SERVE_PATH", default_value = "/healthz")]
         path: String,
         /// How long to wait for the connection and for the answer
-        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        #[arg(long, env = "ONNX_SERVE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
         timeout: Duration,
     },
 }
@@ -311,6 +311,27 @@ pub fn parse_size(value: &str) -> Result<usize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_flag_of_every_command_has_its_environment_variable() {
+        use clap::CommandFactory;
+        let root = Cli::command();
+        let commands = std::iter::once(&root).chain(root.get_subcommands());
+        let mut checked = 0;
+        for command in commands {
+            for arg in command.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                if ["help", "version"].contains(&long) {
+                    continue;
+                }
+                let expected = format!("ONNX_SERVE_{}", long.to_uppercase().replace('-', "_"));
+                let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+                assert_eq!(env, Some(expected), "--{long} of {}", command.get_name());
+                checked += 1;
+            }
+        }
+        assert!(checked >= 20, "only {checked} flags seen");
+    }
 
     #[test]
     fn durations() {
