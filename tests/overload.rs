@@ -299,6 +299,30 @@ fn sigterm_while_32_clients_send_lets_every_accepted_request_finish_then_exits_0
     );
 }
 
+/// The value of an unlabelled sample in the server's `/metrics`.
+fn metric(server: &Server, name: &str) -> f64 {
+    let text = server.get("/metrics").text();
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")));
+    let line = line.unwrap_or_else(|| panic!("no {name} in /metrics"));
+    line.trim().parse().unwrap()
+}
+
+/// Polls `/metrics` until `done(workers busy, requests waiting)`, for up to 10 s.
+fn wait_for_workers(server: &Server, done: impl Fn(f64, f64) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let busy = metric(server, "onnx_serve_workers_busy");
+        let waiting = metric(server, "onnx_serve_queue_waiting");
+        if done(busy, waiting) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "busy {busy}, waiting {waiting}");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn requests_whose_clients_left_while_they_waited_are_not_run() {
     let _alone = one_at_a_time();
@@ -311,12 +335,16 @@ fn requests_whose_clients_left_while_they_waited_are_not_run() {
         stream.write_all(&request).unwrap();
         stream
     };
-    // Two requests keep the one worker busy for two runs (tens of milliseconds each),
-    // while four clients send theirs and leave, as clients that time out do.
-    let mut waited_for: Vec<TcpStream> = (0..2).map(|_| send_one()).collect();
+    // Three requests keep the one worker busy for three runs (tens of milliseconds each):
+    // one computing, two in line.
+    let mut waited_for: Vec<TcpStream> = (0..3).map(|_| send_one()).collect();
+    wait_for_workers(&server, |busy, waiting| busy == 1.0 && waiting == 2.0);
+    // Four clients send theirs and leave, as clients that time out do. Once all four are
+    // in line (at most two of the others wait), each waits a whole run at least.
     for _ in 0..4 {
         drop(send_one());
     }
+    wait_for_workers(&server, |_, waiting| waiting >= 5.0);
     let mut last = send_one();
     for stream in waited_for.iter_mut().chain([&mut last]) {
         let reply = try_read_response(stream).expect("an answer");
@@ -344,10 +372,6 @@ fn requests_whose_clients_left_while_they_waited_are_not_run() {
     }
     let (left, log) = left();
     assert_eq!(left, 4, "{log}");
-    let metrics = server.get("/metrics").text();
-    let runs = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("onnx_serve_inference_duration_seconds_count "))
-        .expect("the run count in /metrics");
-    assert_eq!(runs.trim(), "3", "only the requests someone waited for ran");
+    let runs = metric(&server, "onnx_serve_inference_duration_seconds_count");
+    assert_eq!(runs, 4.0, "only the requests someone waited for ran");
 }
