@@ -47,7 +47,7 @@ fn measure(case: &Case) {
     let run = median_of(|| model.run(inputs.clone()).unwrap());
     let outputs = model.run(inputs.clone()).unwrap();
     let encode = median_of(|| encode_response(signature, &outputs));
-    let total = median_of(|| predict_json(&model, &body).unwrap());
+    let total = median_of(|| predict_json(&model, &body, None).unwrap());
     let tract_alone = TractAlone::new(case, &inputs);
 
     let server = common::Server::builder()

@@ -7,11 +7,14 @@
 //! the batch dimension, in arrival order. While every runner is busy, requests pile up and
 //! the next batch is larger: under load batches grow by themselves, and a lone request runs
 //! at once. `delay` lets a runner wait a little for more requests before it starts a batch
-//! that is not full, trading that much latency for larger batches.
+//! that is not full, trading that much latency for larger batches. A request that waited
+//! long and whose client has left meanwhile is left out of its batch (`client_gone`).
 
+use crate::client_gone;
 use crate::model::RunError;
 use crate::tensor::Tensor;
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -50,6 +53,8 @@ struct Waiting {
     inputs: Vec<Tensor>,
     rows: usize,
     arrived: Instant,
+    /// The client's address, for a request over HTTP.
+    client: Option<SocketAddr>,
     reply: SyncSender<Result<Vec<Tensor>, RunError>>,
 }
 
@@ -73,7 +78,11 @@ impl Batcher {
 
     /// Runs `inputs` (already checked against the signature, batch dimension first) as part
     /// of a batch, and returns this request's own rows of the outputs.
-    pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RunError> {
+    pub fn run(
+        &self,
+        inputs: Vec<Tensor>,
+        client: Option<SocketAddr>,
+    ) -> Result<Vec<Tensor>, RunError> {
         let shared = &self.shared;
         let rows = inputs.first().and_then(|t| t.shape.first()).copied();
         let rows = match rows {
@@ -94,6 +103,7 @@ impl Batcher {
                 inputs,
                 rows,
                 arrived: Instant::now(),
+                client,
                 reply,
             });
         }
@@ -159,6 +169,10 @@ impl Shared {
     }
 
     fn execute(&self, batch: Vec<Waiting>) {
+        let batch = without_clients_gone(batch);
+        if batch.is_empty() {
+            return;
+        }
         if let [_] = batch.as_slice() {
             let one = batch.into_iter().next().expect("one request");
             let _ = one.reply.send((self.run)(one.inputs));
@@ -197,6 +211,22 @@ impl Shared {
             }
         }
     }
+}
+
+/// The batch less the requests whose client left while they waited, which are answered
+/// `ClientGone` at once. Asked outside the lock: a look may cost a pass over descriptors.
+fn without_clients_gone(batch: Vec<Waiting>) -> Vec<Waiting> {
+    batch
+        .into_iter()
+        .filter_map(|waiting| {
+            if client_gone::after_waiting(waiting.arrived.elapsed(), waiting.client) {
+                let _ = waiting.reply.send(Err(RunError::ClientGone));
+                None
+            } else {
+                Some(waiting)
+            }
+        })
+        .collect()
 }
 
 fn rows(waiting: &VecDeque<Waiting>) -> usize {
@@ -303,7 +333,7 @@ mod tests {
                     // Callers send 1, 2 or 3 rows of width 2, with values that name them.
                     let n = 1 + caller % 3;
                     let values: Vec<i64> = (0..n * 2).map(|i| (caller * 100 + i) as i64).collect();
-                    let out = batcher.run(vec![rows_of(&values, 2)]).unwrap();
+                    let out = batcher.run(vec![rows_of(&values, 2)], None).unwrap();
                     let doubled: Vec<i64> = values.iter().map(|v| v * 2).collect();
                     assert_eq!(out[0].shape, vec![n, 2]);
                     assert_eq!(out[0].data, TensorData::Int64(doubled));
@@ -334,6 +364,7 @@ mod tests {
             inputs: vec![rows_of(&vec![0; rows * width], width)],
             rows,
             arrived: Instant::now(),
+            client: None,
             reply: tx.clone(),
         };
         let mut queue: VecDeque<Waiting> = [
@@ -352,6 +383,51 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
+    fn a_request_whose_client_left_while_it_waited_is_left_out_of_its_batch() {
+        use std::net::{TcpListener, TcpStream};
+        // A real connection whose client has closed it, as a request over HTTP would have.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_our_end, gone) = listener.accept().unwrap();
+        drop(client);
+
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let config = BatchConfig {
+            max_rows: 64,
+            delay: Duration::ZERO,
+            runners: 1,
+            max_waiting: 100,
+        };
+        let runs = seen.clone();
+        let batcher = Arc::new(
+            Batcher::start(
+                config,
+                Box::new(move |inputs: Vec<Tensor>| {
+                    runs.lock().unwrap().push(inputs[0].shape[0]);
+                    // Longer than `client_gone::ASK_AFTER`, for the request behind it.
+                    thread::sleep(3 * client_gone::ASK_AFTER);
+                    Ok(inputs)
+                }),
+            )
+            .unwrap(),
+        );
+        // One request keeps the only runner busy...
+        let first = {
+            let batcher = batcher.clone();
+            thread::spawn(move || batcher.run(vec![rows_of(&[1, 2], 2)], None))
+        };
+        while seen.lock().unwrap().is_empty() {
+            thread::sleep(Duration::from_millis(1));
+        }
+        // ...while this one waits for the next batch, its client gone.
+        let left = batcher.run(vec![rows_of(&[3, 4, 5, 6], 2)], Some(gone));
+        assert!(matches!(left, Err(RunError::ClientGone)), "{left:?}");
+        assert_eq!(first.join().unwrap().unwrap()[0].shape, vec![1, 2]);
+        assert_eq!(*seen.lock().unwrap(), vec![1], "only the first request ran");
+    }
+
+    #[test]
     fn a_full_queue_is_refused_and_a_failed_run_fails_every_caller() {
         let config = BatchConfig {
             max_rows: 8,
@@ -360,7 +436,7 @@ mod tests {
             max_waiting: 0,
         };
         let batcher = Batcher::start(config, Box::new(|_| Ok(vec![]))).unwrap();
-        let err = batcher.run(vec![rows_of(&[1, 2], 2)]).unwrap_err();
+        let err = batcher.run(vec![rows_of(&[1, 2], 2)], None).unwrap_err();
         assert!(matches!(err, RunError::Busy(_)), "{err:?}");
 
         let err = split(vec![rows_of(&[1, 2, 3, 4], 2)], &[1, 2]).unwrap_err();

@@ -10,8 +10,21 @@
 //! side while still waiting for the answer counts as gone: HTTP clients do not do that.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 #[cfg(target_os = "linux")]
 use std::{collections::HashMap, sync::Mutex};
+
+/// A request that waited this long (for a worker slot, or for its batch) is not run if its
+/// client has left meanwhile. Short enough to catch clients that time out after a second or
+/// more; long enough that the look (a system call or two, a pass over the descriptors now
+/// and then) is small beside the wait.
+pub const ASK_AFTER: Duration = Duration::from_millis(20);
+
+/// True when a request that waited `waited` should not run: it waited `ASK_AFTER` or more
+/// and its client, at `client`, has gone.
+pub fn after_waiting(waited: Duration, client: Option<SocketAddr>) -> bool {
+    waited >= ASK_AFTER && client.is_some_and(has_gone)
+}
 
 /// True when the connection from `peer` shows the client's end-of-stream or a reset. False
 /// when it is open, has unread bytes (a pipelined request), or cannot be found.

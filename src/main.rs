@@ -138,7 +138,7 @@ fn predict(cli: &Cli) -> ExitCode {
     if let Err(e) = std::io::stdin().read_to_end(&mut body) {
         return cannot_start(format!("cannot read the request from stdin: {e}"));
     }
-    let (answer, code) = match simple::predict_json(&model, &body) {
+    let (answer, code) = match simple::predict_json(&model, &body, None) {
         Ok(json) => (json, ExitCode::SUCCESS),
         Err(e) => (e.body(), ExitCode::FAILURE),
     };

@@ -11,6 +11,7 @@ use crate::metrics::{self, Histogram};
 use crate::run_threads::{RunThreads, RunTimes};
 use crate::signature::{Dim, Signature, TensorSpec, describe_all};
 use crate::tensor::{DataType, Tensor, TensorData};
+use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -79,6 +80,8 @@ pub enum RunError {
     Panicked(String),
     /// Too many requests are already waiting for the batcher.
     Busy(String),
+    /// The request's client left while it waited for its batch; it was not run.
+    ClientGone,
 }
 
 impl Model {
@@ -228,8 +231,18 @@ impl Model {
     /// the signature. Returns the outputs in the model's output order.
     /// With batching on, the run is part of a batch and these are this request's rows.
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RunError> {
+        self.run_for(inputs, None)
+    }
+
+    /// `run` for a request from `client`: with batching on, a request whose client leaves
+    /// while it waits for its batch is left out of it (`RunError::ClientGone`).
+    pub fn run_for(
+        &self,
+        inputs: Vec<Tensor>,
+        client: Option<SocketAddr>,
+    ) -> Result<Vec<Tensor>, RunError> {
         match &self.batcher {
-            Some(batcher) => batcher.run(inputs),
+            Some(batcher) => batcher.run(inputs, client),
             None => match &self.run_threads {
                 Some(threads) if self.runner.run_times.are_long() => {
                     let runner = self.runner.clone();

@@ -15,7 +15,7 @@ use crate::model::Model;
 use crate::routes::Params;
 use crate::tensor::Tensor;
 use serde::de::DeserializeSeed;
-use std::time::Duration;
+use std::net::SocketAddr;
 
 /// Checks that a `/v1` or `/v2` path names the model this server serves, and its version
 /// when the path names one: 404 otherwise. Any version-less path reaches the one model.
@@ -43,13 +43,14 @@ pub fn check_model(app: &App, params: &Params) -> Result<(), ApiError> {
 }
 
 /// The shape every prediction handler has: check the path's model, read the body, take a
-/// worker slot and run `work` on the loaded model and the body. With batching the batch
-/// runners are the workers: a request waiting for its batch must not hold a slot, or
-/// batches could never be larger than the number of slots.
+/// worker slot and run `work` on the loaded model, the body and the client's address (for
+/// `run_checked`). With batching the batch runners are the workers: a request waiting for
+/// its batch must not hold a slot, or batches could never be larger than the number of
+/// slots.
 pub fn predict_with(
     app: &App,
     req: &mut Request,
-    work: impl FnOnce(&Model, &[u8]) -> Result<Response, ApiError>,
+    work: impl FnOnce(&Model, &[u8], Option<SocketAddr>) -> Result<Response, ApiError>,
 ) -> Result<Response, ApiError> {
     check_model(app, &req.params)?;
     let model = app.model()?;
@@ -59,28 +60,27 @@ pub fn predict_with(
         None
     } else {
         let (slot, waited) = app.worker()?;
-        // Only after a long wait: finding the connection costs a look at every descriptor.
-        if waited >= ASK_IF_CLIENT_LEFT_AFTER && client.is_some_and(client_gone::has_gone) {
+        if client_gone::after_waiting(waited, client) {
             return Err(ApiError::client_closed());
         }
         Some(slot)
     };
-    work(model, body)
+    work(model, body, client)
 }
 
-/// A request that waited this long for a worker slot is not run if its client has left
-/// meanwhile (`client_gone`). Short enough to catch clients that time out after a second or
-/// more; long enough that the look (tens of microseconds) is small beside the wait.
-const ASK_IF_CLIENT_LEFT_AFTER: Duration = Duration::from_millis(20);
-
 /// Checks the inputs against the model's signature and runs it: a 400 for inputs that do
-/// not fit, a 500 when the model fails.
-pub fn run_checked(model: &Model, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ApiError> {
+/// not fit, a 500 when the model fails. `client`, for a request over HTTP, lets a batch
+/// leave out a request whose client has gone (`client_gone`).
+pub fn run_checked(
+    model: &Model,
+    inputs: Vec<Tensor>,
+    client: Option<SocketAddr>,
+) -> Result<Vec<Tensor>, ApiError> {
     model
         .signature()
         .check_inputs(&inputs)
         .map_err(ApiError::bad_request)?;
-    model.run(inputs).map_err(simple::run_error)
+    model.run_for(inputs, client).map_err(simple::run_error)
 }
 
 /// Decodes a whole JSON body with `seed`; errors are 400s.

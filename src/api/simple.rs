@@ -18,20 +18,25 @@ use crate::tensor::{DataType, Tensor};
 use serde::Serialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::fmt;
+use std::net::SocketAddr;
 
 /// `POST /predict`.
 pub fn predict(app: &App, req: &mut Request) -> Result<Response, ApiError> {
-    predict_with(app, req, |model, body| {
-        predict_json(model, body).map(Response::json_bytes)
+    predict_with(app, req, |model, body, client| {
+        predict_json(model, body, client).map(Response::json_bytes)
     })
 }
 
 /// Decodes a `/predict` body, runs the model and encodes its answer. The HTTP handler and
-/// the `predict` command share it.
-pub fn predict_json(model: &Model, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+/// the `predict` command (no client: None) share it.
+pub fn predict_json(
+    model: &Model,
+    body: &[u8],
+    client: Option<SocketAddr>,
+) -> Result<Vec<u8>, ApiError> {
     let signature = model.signature();
     let inputs = decode_request(signature, body, model.spare_threads())?;
-    let outputs = run_checked(model, inputs)?;
+    let outputs = run_checked(model, inputs, client)?;
     Ok(encode_response(signature, &outputs))
 }
 
@@ -41,6 +46,7 @@ pub fn run_error(e: RunError) -> ApiError {
         RunError::Failed(message) => ApiError::internal(format!("the model failed: {message}")),
         RunError::Panicked(message) => ApiError::internal(format!("the model panicked: {message}")),
         RunError::Busy(message) => ApiError::unavailable(message, 1),
+        RunError::ClientGone => ApiError::client_closed(),
     }
 }
 

@@ -20,6 +20,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::fmt;
+use std::net::SocketAddr;
 
 /// `GET /v1/models/{m}`: TF-Serving's `model_version_status` and KServe's `name`/`ready`.
 pub fn status(app: &App, req: &mut Request) -> Result<Response, ApiError> {
@@ -134,10 +135,14 @@ pub fn predict(app: &App, req: &mut Request) -> Result<Response, ApiError> {
     predict_with(app, req, predict_body)
 }
 
-fn predict_body(model: &Model, body: &[u8]) -> Result<Response, ApiError> {
+fn predict_body(
+    model: &Model,
+    body: &[u8],
+    client: Option<SocketAddr>,
+) -> Result<Response, ApiError> {
     let signature = model.signature();
     let (format, inputs) = decode_request(signature, body)?;
-    let outputs = run_checked(model, inputs)?;
+    let outputs = run_checked(model, inputs, client)?;
     match format {
         Format::Rows => encode_predictions(signature, &outputs).map(Response::json_bytes),
         Format::Columns => Ok(Response::json_bytes(encode_response(signature, &outputs))),

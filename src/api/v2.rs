@@ -183,9 +183,9 @@ fn loaded_model<'a>(app: &'a App, req: &Request) -> Result<&'a Model, ApiError> 
 /// `POST /v2/models/{m}/infer`: JSON, or a JSON header followed by binary tensors.
 pub fn infer(app: &App, req: &mut Request) -> Result<Response, ApiError> {
     let header_length = infer::header_length(req)?;
-    predict_with(app, req, |model, body| {
+    predict_with(app, req, |model, body, client| {
         let request = infer::decode(model.signature(), body, header_length)?;
-        let outputs = run_checked(model, request.inputs)?;
+        let outputs = run_checked(model, request.inputs, client)?;
         let served = infer::Served {
             model_name: &app.model_name,
             model_version: &app.model_version,
