@@ -169,7 +169,7 @@ impl Shared {
     }
 
     fn execute(&self, batch: Vec<Waiting>) {
-        let batch = without_clients_gone(batch);
+        let batch = without_clients_gone(batch, self.config.delay);
         if batch.is_empty() {
             return;
         }
@@ -214,12 +214,14 @@ impl Shared {
 }
 
 /// The batch less the requests whose client left while they waited, which are answered
-/// `ClientGone` at once. Asked outside the lock: a look may cost a pass over descriptors.
-fn without_clients_gone(batch: Vec<Waiting>) -> Vec<Waiting> {
+/// `ClientGone` at once. The `delay` a batch may wait on purpose does not count as waiting.
+/// Asked outside the lock: a look may cost a pass over descriptors.
+fn without_clients_gone(batch: Vec<Waiting>, delay: Duration) -> Vec<Waiting> {
     batch
         .into_iter()
         .filter_map(|waiting| {
-            if client_gone::after_waiting(waiting.arrived.elapsed(), waiting.client) {
+            let waited = waiting.arrived.elapsed().saturating_sub(delay);
+            if client_gone::left_while_waiting(waited, waiting.client) {
                 let _ = waiting.reply.send(Err(RunError::ClientGone));
                 None
             } else {

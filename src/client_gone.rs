@@ -1,89 +1,127 @@
 //! Whether the client of a request has gone away, asked of a request that waited long for
-//! a worker slot: a client that timed out and left (or a proxy that gave up on it) is not
-//! owed a run, and running the model for nobody makes everyone queued behind it wait longer.
-//! Under overload that is what keeps a queue long after its clients have stopped waiting.
+//! a worker slot or for its batch: a client that timed out and left (or a proxy that gave
+//! up on it) is not owed a run, and running the model for nobody makes everyone queued
+//! behind it wait longer. Under overload that is what keeps a queue long after its clients
+//! have stopped waiting.
 //!
 //! tiny_http does not give handlers the socket, so the connection is found among this
-//! process's descriptors by the client's address. Gone means the client has finished
-//! sending (end-of-stream is all that is left to read) or the connection was reset. As in
-//! nginx (which answers such requests 499 and closes), a client that only half-closes its
-//! side while still waiting for the answer counts as gone: HTTP clients do not do that.
+//! process's descriptors by the client's address, and the kernel's TCP state says whether
+//! the client has sent its FIN or reset the connection. Not what a read would say: tiny_http
+//! shuts down our reading side itself once a request says `Connection: close` (or is
+//! HTTP/1.0), and a read then ends at once whatever the client did. As in nginx (which
+//! answers such requests 499), a client that only half-closes its side while still waiting
+//! for the answer counts as gone, which HTTP clients rarely do; unread bytes (a pipelined
+//! request) count as still there.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 #[cfg(target_os = "linux")]
 use std::{collections::HashMap, sync::Mutex};
 
 /// A request that waited this long (for a worker slot, or for its batch) is not run if its
 /// client has left meanwhile. Short enough to catch clients that time out after a second or
-/// more; long enough that the look (a system call or two, a pass over the descriptors now
-/// and then) is small beside the wait.
+/// more; long enough that the look (a few system calls, a pass over the descriptors now and
+/// then) is small beside the wait.
 pub const ASK_AFTER: Duration = Duration::from_millis(20);
 
-/// True when a request that waited `waited` should not run: it waited `ASK_AFTER` or more
-/// and its client, at `client`, has gone.
-pub fn after_waiting(waited: Duration, client: Option<SocketAddr>) -> bool {
-    waited >= ASK_AFTER && client.is_some_and(has_gone)
+/// True when a request that has waited `waited` should not run: it waited `ASK_AFTER` or
+/// more and its client, at `client`, has left meanwhile.
+pub fn left_while_waiting(waited: Duration, client: Option<SocketAddr>) -> bool {
+    if waited < ASK_AFTER {
+        return false;
+    }
+    let waiting_since = Instant::now()
+        .checked_sub(waited)
+        .unwrap_or_else(Instant::now);
+    client.is_some_and(|peer| has_gone(peer, waiting_since))
 }
 
-/// True when the connection from `peer` shows the client's end-of-stream or a reset. False
-/// when it is open, has unread bytes (a pipelined request), or cannot be found.
+/// True when the connection from `peer`, open since before `waiting_since`, shows the
+/// client's FIN or a reset and nothing unread. False when it is open, or cannot be found.
 #[cfg(target_os = "linux")]
-pub fn has_gone(peer: SocketAddr) -> bool {
-    connection_from(peer).is_some_and(shows_end_of_stream)
+pub fn has_gone(peer: SocketAddr, waiting_since: Instant) -> bool {
+    use crate::conn_pool::peer_of;
+    let Some(fd) = connection_from(peer, waiting_since) else {
+        return false;
+    };
+    let gone = shows_client_gone(fd);
+    // The descriptor may have been closed and its number reused while we looked.
+    gone && peer_of(fd) == Some(peer)
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn has_gone(_peer: SocketAddr) -> bool {
+pub fn has_gone(_peer: SocketAddr, _waiting_since: Instant) -> bool {
     false
 }
 
-/// Accepted connections by client address, from the last pass over our descriptors. A pass
-/// costs a system call per descriptor (a millisecond or more with a thousand connections,
-/// and it is made while holding a worker slot); one pass finds every connection open at the
-/// time, so under overload most requests are answered from here with one call.
+/// Accepted connections by client address, from the last pass over our descriptors.
 #[cfg(target_os = "linux")]
-static CONNECTIONS: Mutex<Option<HashMap<SocketAddr, i32>>> = Mutex::new(None);
+struct Connections {
+    by_peer: HashMap<SocketAddr, i32>,
+    /// When that pass began: it saw every connection open at that moment.
+    pass_began: Instant,
+}
+
+/// A pass costs a system call per descriptor (a millisecond or more with a thousand
+/// connections, made while holding a worker slot); one pass finds every connection open at
+/// the time, so under overload most requests are answered from here with one call.
+#[cfg(target_os = "linux")]
+static CONNECTIONS: Mutex<Option<Connections>> = Mutex::new(None);
 
 /// Our descriptor of the connection from `peer`: the one remembered if it still leads there
-/// (descriptors are reused), else from a new pass.
+/// (descriptors are reused), else from a new pass, unless the last pass began after the
+/// request began waiting (the connection was open then: a pass would not find it either).
+/// So passes come at most once per wait, however many requests ask.
 #[cfg(target_os = "linux")]
-fn connection_from(peer: SocketAddr) -> Option<i32> {
+fn connection_from(peer: SocketAddr, waiting_since: Instant) -> Option<i32> {
     use crate::conn_pool::{own_descriptors, peer_of};
     let mut known = CONNECTIONS.lock().unwrap_or_else(|p| p.into_inner());
-    let remembered = known.as_ref().and_then(|k| k.get(&peer).copied());
-    if let Some(fd) = remembered.filter(|&fd| peer_of(fd) == Some(peer)) {
-        return Some(fd);
+    if let Some(known) = known.as_ref() {
+        let remembered = known.by_peer.get(&peer).copied();
+        if let Some(fd) = remembered.filter(|&fd| peer_of(fd) == Some(peer)) {
+            return Some(fd);
+        }
+        if known.pass_began > waiting_since {
+            return None;
+        }
     }
-    let found: HashMap<SocketAddr, i32> = own_descriptors()
+    let pass_began = Instant::now();
+    let by_peer: HashMap<SocketAddr, i32> = own_descriptors()
         .filter_map(|fd| Some((peer_of(fd)?, fd)))
         .collect();
-    let fd = found.get(&peer).copied();
-    *known = Some(found);
+    let fd = by_peer.get(&peer).copied();
+    *known = Some(Connections {
+        by_peer,
+        pass_began,
+    });
     fd
 }
 
-/// Peeks one byte without waiting: 0 bytes is the client's FIN with nothing before it. The
-/// descriptor may have been closed or reused since it was found; a peek changes nothing.
+/// The TCP states (linux/include/net/tcp_states.h) after the client's FIN or a reset:
+/// CLOSE, CLOSE_WAIT, LAST_ACK, CLOSING.
 #[cfg(target_os = "linux")]
-fn shows_end_of_stream(fd: i32) -> bool {
-    let mut byte = 0u8;
-    // SAFETY: recv writes at most the one byte it is given.
-    let n = unsafe {
-        libc::recv(
+const CLIENT_GONE_STATES: [u8; 4] = [7, 8, 9, 11];
+
+/// True when socket `fd` has received the client's FIN or a reset, and holds no unread
+/// bytes. The calls only query the socket: on a descriptor closed meanwhile they fail.
+#[cfg(target_os = "linux")]
+fn shows_client_gone(fd: i32) -> bool {
+    // SAFETY: each call writes only into the local it is given, sized for it.
+    unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+        let asked = libc::getsockopt(
             fd,
-            (&raw mut byte).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    match n {
-        0 => true,
-        -1 => matches!(
-            std::io::Error::last_os_error().raw_os_error(),
-            Some(libc::ECONNRESET | libc::EPIPE)
-        ),
-        _ => false,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        );
+        if asked != 0 || !CLIENT_GONE_STATES.contains(&info.tcpi_state) {
+            return false;
+        }
+        let mut unread: libc::c_int = 0;
+        libc::ioctl(fd, libc::FIONREAD, &mut unread) == 0 && unread == 0
     }
 }
 
@@ -96,29 +134,40 @@ mod tests {
     #[test]
     fn a_client_that_closed_has_gone_and_an_open_one_has_not() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let accept = |client: &TcpStream| {
+            let (ours, from) = listener.accept().unwrap();
+            assert_eq!(from, client.local_addr().unwrap());
+            ours
+        };
         let open = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (_open_server_end, _) = listener.accept().unwrap();
+        let _open_ours = accept(&open);
+        // tiny_http shuts down its reading side after a `Connection: close` request: that
+        // client is still there.
+        let told_close = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let told_close_ours = accept(&told_close);
+        told_close_ours.shutdown(Shutdown::Read).unwrap();
         let mut pipelined = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (_pipelined_server_end, _) = listener.accept().unwrap();
+        let _pipelined_ours = accept(&pipelined);
         let closed = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (_closed_server_end, _) = listener.accept().unwrap();
+        let _closed_ours = accept(&closed);
+        // As for a request: waiting began once its connection was open.
+        let since = Instant::now();
 
         pipelined.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
         pipelined.shutdown(Shutdown::Write).unwrap();
         let closed_addr = closed.local_addr().unwrap();
         drop(closed);
         // The FIN crosses loopback at once, but give the kernel a moment.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        while !has_gone(closed_addr) && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(5));
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !has_gone(closed_addr, since) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
         }
-        assert!(has_gone(closed_addr));
-        assert!(!has_gone(open.local_addr().unwrap()));
-        assert!(
-            !has_gone(pipelined.local_addr().unwrap()),
-            "unread bytes come first"
-        );
+        assert!(has_gone(closed_addr, since));
+        assert!(!has_gone(open.local_addr().unwrap(), since));
+        assert!(!has_gone(told_close.local_addr().unwrap(), since));
+        let pipelined = pipelined.local_addr().unwrap();
+        assert!(!has_gone(pipelined, since), "unread bytes come first");
         let nobody: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        assert!(!has_gone(nobody));
+        assert!(!has_gone(nobody, Instant::now()));
     }
 }

@@ -52,11 +52,12 @@ impl ApiError {
     }
 
     /// 499, nginx's "client closed request": the client left before its request ran, so
-    /// it was not run. Seen in the access log and metrics; the client is not there to read it.
+    /// it was not run. Seen in the access log and metrics; a client that only half-closed
+    /// reads it, then the connection closes.
     pub fn client_closed() -> ApiError {
         ApiError::new(
             499,
-            "the client closed the connection while the request waited for a worker; not run",
+            "the client closed the connection while the request waited to run; not run",
         )
     }
 

@@ -328,7 +328,9 @@ impl Shared {
         metrics.record_request(req.route, response.status, received.elapsed());
         drop(in_flight);
 
-        let close = if self.app.is_draining() || req.wants_close() {
+        // A 499's client has sent its FIN or reset: the connection has no next request.
+        let client_left = response.status == 499;
+        let close = if self.app.is_draining() || req.wants_close() || client_left {
             self.rotation.forget(peer);
             true
         } else {

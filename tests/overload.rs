@@ -335,16 +335,17 @@ fn requests_whose_clients_left_while_they_waited_are_not_run() {
         stream.write_all(&request).unwrap();
         stream
     };
-    // Three requests keep the one worker busy for three runs (tens of milliseconds each):
-    // one computing, two in line.
-    let mut waited_for: Vec<TcpStream> = (0..3).map(|_| send_one()).collect();
-    wait_for_workers(&server, |busy, waiting| busy == 1.0 && waiting == 2.0);
-    // Four clients send theirs and leave, as clients that time out do. Once all four are
-    // in line (at most two of the others wait), each waits a whole run at least.
-    for _ in 0..4 {
+    // Five requests keep the one worker busy for five runs (tens of milliseconds each):
+    // four clients that send theirs and leave, as clients that time out do, once three or
+    // more are in line, each wait for three runs or more.
+    let mut waited_for: Vec<TcpStream> = (0..5).map(|_| send_one()).collect();
+    wait_for_workers(&server, |busy, waiting| busy == 1.0 && waiting >= 3.0);
+    for _ in 0..3 {
         drop(send_one());
     }
-    wait_for_workers(&server, |_, waiting| waiting >= 5.0);
+    // The fourth only half-closes: gone too, but it reads why, and the connection closes.
+    let mut half_closed = send_one();
+    half_closed.shutdown(std::net::Shutdown::Write).unwrap();
     let mut last = send_one();
     for stream in waited_for.iter_mut().chain([&mut last]) {
         let reply = try_read_response(stream).expect("an answer");
@@ -372,6 +373,59 @@ fn requests_whose_clients_left_while_they_waited_are_not_run() {
     }
     let (left, log) = left();
     assert_eq!(left, 4, "{log}");
+    let reply = try_read_response(&mut half_closed).expect("the half-closed client's answer");
+    assert_eq!(reply.status, 499);
+    assert!(reply.error().contains("not run"), "{}", reply.error());
+    assert_eq!(reply.header("Connection").as_deref(), Some("close"));
+    assert!(try_read_response(&mut half_closed).is_none());
     let runs = metric(&server, "onnx_serve_inference_duration_seconds_count");
-    assert_eq!(runs, 4.0, "only the requests someone waited for ran");
+    assert_eq!(runs, 6.0, "only the requests someone waited for ran");
+}
+
+#[test]
+fn clients_that_asked_to_close_after_the_answer_still_get_it_after_a_long_wait() {
+    // tiny_http shuts down our reading side of a connection whose request says
+    // `Connection: close` (or is HTTP/1.0) as soon as it has read a small body: such a
+    // client must not look gone. wide.onnx takes a 334-byte body and tens of milliseconds.
+    let _alone = one_at_a_time();
+    let server = Server::builder()
+        .args(["--model", &fixture_model("wide.onnx"), "--workers", "1"])
+        .start();
+    let body = serde_json::to_vec(&json!({"inputs": [vec![0.5; 64]]})).unwrap();
+    let keep_alive = raw_predict(&body);
+    let head_end = keep_alive
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap();
+    let mut close = keep_alive[..head_end].to_vec();
+    close.extend_from_slice(b"\r\nConnection: close");
+    close.extend_from_slice(&keep_alive[head_end..]);
+    let http_1_0 = String::from_utf8(keep_alive.clone())
+        .unwrap()
+        .replacen("HTTP/1.1", "HTTP/1.0", 1)
+        .into_bytes();
+    let send = |request: &[u8]| {
+        let mut stream = connect(&server);
+        stream.write_all(request).unwrap();
+        stream
+    };
+    // Four runs ahead of them: each waits for three at least.
+    let mut ahead: Vec<TcpStream> = (0..4).map(|_| send(&keep_alive)).collect();
+    wait_for_workers(&server, |busy, waiting| busy == 1.0 && waiting >= 3.0);
+    let mut told_close = [send(&close), send(&http_1_0)];
+    for stream in ahead.iter_mut().chain(told_close.iter_mut()) {
+        let reply = try_read_response(stream).expect("an answer");
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+    let log = server.log();
+    assert!(!log.contains(" 499 "), "{log}");
+    assert_eq!(
+        metric(&server, "onnx_serve_inference_duration_seconds_count"),
+        6.0
+    );
 }

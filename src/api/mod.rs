@@ -60,7 +60,7 @@ pub fn predict_with(
         None
     } else {
         let (slot, waited) = app.worker()?;
-        if client_gone::after_waiting(waited, client) {
+        if client_gone::left_while_waiting(waited, client) {
             return Err(ApiError::client_closed());
         }
         Some(slot)

@@ -460,7 +460,12 @@ pub fn free_port() -> u16 {
         .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32768);
     let low = ephemeral_start.saturating_sub(12_000).max(1024);
-    let span = ephemeral_start - low;
+    let span = ephemeral_start.saturating_sub(low);
+    if span == 0 {
+        // Nothing below the ephemeral range to use: take one from it.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        return listener.local_addr().unwrap().port();
+    }
     let offset = (std::process::id() % u32::from(span)) as u16;
     for _ in 0..span {
         let port = low + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
