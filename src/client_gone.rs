@@ -106,23 +106,9 @@ const CLIENT_GONE_STATES: [u8; 4] = [7, 8, 9, 11];
 /// bytes. The calls only query the socket: on a descriptor closed meanwhile they fail.
 #[cfg(target_os = "linux")]
 fn shows_client_gone(fd: i32) -> bool {
-    // SAFETY: each call writes only into the local it is given, sized for it.
-    unsafe {
-        let mut info: libc::tcp_info = std::mem::zeroed();
-        let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
-        let asked = libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&raw mut info).cast(),
-            &mut len,
-        );
-        if asked != 0 || !CLIENT_GONE_STATES.contains(&info.tcpi_state) {
-            return false;
-        }
-        let mut unread: libc::c_int = 0;
-        libc::ioctl(fd, libc::FIONREAD, &mut unread) == 0 && unread == 0
-    }
+    use crate::conn_pool::{tcp_info, unread_bytes};
+    tcp_info(fd).is_some_and(|(info, _)| CLIENT_GONE_STATES.contains(&info.tcpi_state))
+        && unread_bytes(fd) == Some(0)
 }
 
 #[cfg(all(test, target_os = "linux"))]

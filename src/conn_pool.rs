@@ -295,6 +295,34 @@ pub fn peer_of(fd: i32) -> Option<SocketAddr> {
     peer.as_socket()
 }
 
+/// The kernel's TCP_INFO for socket `fd`, and how many bytes of it the kernel filled (an
+/// older kernel fills less). Only queries the descriptor: None on a closed one.
+#[cfg(target_os = "linux")]
+pub fn tcp_info(fd: i32) -> Option<(libc::tcp_info, usize)> {
+    // SAFETY: getsockopt writes at most `len` bytes into the zeroed struct, and sets `len`.
+    unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+        let asked = libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        );
+        (asked == 0).then_some((info, len as usize))
+    }
+}
+
+/// Bytes received on socket `fd` and not read yet. Only queries the descriptor.
+#[cfg(target_os = "linux")]
+pub fn unread_bytes(fd: i32) -> Option<usize> {
+    let mut unread: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into `unread`.
+    let asked = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) };
+    (asked == 0).then(|| usize::try_from(unread).unwrap_or(0))
+}
+
 /// True when a thread of this process is blocked reading from `fd`.
 #[cfg(target_os = "linux")]
 fn is_read(fd: i32) -> bool {

@@ -139,8 +139,9 @@ fn connections_with_unread_bytes(port: u16) -> HashMap<u64, u64> {
 /// closed one.
 #[cfg(target_os = "linux")]
 fn unread_connection(fd: libc::c_int, port: u16) -> Option<(u64, u64)> {
+    use crate::conn_pool::{peer_of, tcp_info, unread_bytes};
     // SAFETY: each call only writes into the local it is given, sized for it.
-    unsafe {
+    let inode = unsafe {
         let mut stat: libc::stat = std::mem::zeroed();
         if libc::fstat(fd, &mut stat) != 0 || stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
             return None;
@@ -158,35 +159,18 @@ fn unread_connection(fd: libc::c_int, port: u16) -> Option<(u64, u64)> {
         if u16::from_be(local_port) != port {
             return None;
         }
-        // The listening socket has the same port but no peer.
-        let mut peer: libc::sockaddr_storage = std::mem::zeroed();
-        let mut peer_len = std::mem::size_of_val(&peer) as libc::socklen_t;
-        if libc::getpeername(fd, (&raw mut peer).cast(), &mut peer_len) != 0 {
-            return None;
-        }
-        let mut unread: libc::c_int = 0;
-        if libc::ioctl(fd, libc::FIONREAD, &mut unread) != 0 || unread <= 0 {
-            return None;
-        }
-        let mut info: libc::tcp_info = std::mem::zeroed();
-        let mut info_len = std::mem::size_of_val(&info) as libc::socklen_t;
-        let asked = libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&raw mut info).cast(),
-            &mut info_len,
-        );
-        // A kernel too old to count bytes received (before 4.1) gives a shorter struct;
-        // then only the unread bytes tell, as a zero count that never changes.
-        let counted = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_received) + 8;
-        let received = if asked == 0 && info_len as usize >= counted {
-            info.tcpi_bytes_received
-        } else {
-            0
-        };
-        Some((stat.st_ino, received))
-    }
+        stat.st_ino
+    };
+    // The listening socket has the same port but no peer.
+    peer_of(fd)?;
+    unread_bytes(fd).filter(|&unread| unread > 0)?;
+    // A kernel too old to count bytes received (before 4.1) gives a shorter struct; then
+    // only the unread bytes tell, as a zero count that never changes.
+    let counted = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_received) + 8;
+    let received = tcp_info(fd)
+        .filter(|&(_, len)| len >= counted)
+        .map_or(0, |(info, _)| info.tcpi_bytes_received);
+    Some((inode, received))
 }
 
 #[cfg(not(target_os = "linux"))]
