@@ -85,19 +85,16 @@ fn concurrent_requests_are_batched_and_each_gets_its_own_rows() {
     assert!(batches.iter().all(|&(rows, _)| rows <= 32), "{batches:?}");
 
     // /metrics counts the same runs: every row sent, in fewer runs than requests.
-    let metrics = server.get("/metrics").text();
-    let sample = |name: &str| -> f64 {
-        let line = metrics.lines().find(|l| l.starts_with(&format!("{name} ")));
-        let line = line.unwrap_or_else(|| panic!("no {name} in /metrics:\n{metrics}"));
-        line[name.len()..].trim().parse().unwrap()
-    };
     let rows_sent: usize = (0..64)
         .flat_map(|client| (0..4).map(move |round| 1 + (client + round) % 4))
         .sum();
-    assert_eq!(sample("onnx_serve_batch_size_sum"), rows_sent as f64);
-    let runs = sample("onnx_serve_batch_size_count");
+    assert_eq!(server.metric("onnx_serve_batch_size_sum"), rows_sent as f64);
+    let runs = server.metric("onnx_serve_batch_size_count");
     assert!(runs < 256.0, "{runs} runs for 256 requests");
-    assert_eq!(sample("onnx_serve_inference_duration_seconds_count"), runs);
+    assert_eq!(
+        server.metric("onnx_serve_inference_duration_seconds_count"),
+        runs
+    );
 }
 
 #[test]

@@ -299,22 +299,25 @@ fn sigterm_while_32_clients_send_lets_every_accepted_request_finish_then_exits_0
     );
 }
 
-/// The value of an unlabelled sample in the server's `/metrics`.
-fn metric(server: &Server, name: &str) -> f64 {
-    let text = server.get("/metrics").text();
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")));
-    let line = line.unwrap_or_else(|| panic!("no {name} in /metrics"));
-    line.trim().parse().unwrap()
+/// A new connection that has sent `request`.
+fn sent(server: &Server, request: &[u8]) -> TcpStream {
+    let mut stream = connect(server);
+    stream.write_all(request).unwrap();
+    stream
+}
+
+fn expect_200(stream: &mut TcpStream) {
+    let reply = try_read_response(stream).expect("an answer");
+    let body = String::from_utf8_lossy(&reply.body);
+    assert_eq!(reply.status, 200, "{body}");
 }
 
 /// Polls `/metrics` until `done(workers busy, requests waiting)`, for up to 10 s.
 fn wait_for_workers(server: &Server, done: impl Fn(f64, f64) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let busy = metric(server, "onnx_serve_workers_busy");
-        let waiting = metric(server, "onnx_serve_queue_waiting");
+        let busy = server.metric("onnx_serve_workers_busy");
+        let waiting = server.metric("onnx_serve_queue_waiting");
         if done(busy, waiting) {
             return;
         }
@@ -330,11 +333,7 @@ fn requests_whose_clients_left_while_they_waited_are_not_run() {
         .args(["--model", &fixture_model("slow.onnx"), "--workers", "1"])
         .start();
     let request = slow_request();
-    let send_one = || {
-        let mut stream = connect(&server);
-        stream.write_all(&request).unwrap();
-        stream
-    };
+    let send_one = || sent(&server, &request);
     // Five requests keep the one worker busy for five runs (tens of milliseconds each):
     // four clients that send theirs and leave, as clients that time out do, once three or
     // more are in line, each wait for three runs or more.
@@ -348,13 +347,7 @@ fn requests_whose_clients_left_while_they_waited_are_not_run() {
     half_closed.shutdown(std::net::Shutdown::Write).unwrap();
     let mut last = send_one();
     for stream in waited_for.iter_mut().chain([&mut last]) {
-        let reply = try_read_response(stream).expect("an answer");
-        assert_eq!(
-            reply.status,
-            200,
-            "{}",
-            String::from_utf8_lossy(&reply.body)
-        );
+        expect_200(stream);
     }
 
     // The log arrives through a pipe: give the last lines a moment.
@@ -378,7 +371,7 @@ fn requests_whose_clients_left_while_they_waited_are_not_run() {
     assert!(reply.error().contains("not run"), "{}", reply.error());
     assert_eq!(reply.header("Connection").as_deref(), Some("close"));
     assert!(try_read_response(&mut half_closed).is_none());
-    let runs = metric(&server, "onnx_serve_inference_duration_seconds_count");
+    let runs = server.metric("onnx_serve_inference_duration_seconds_count");
     assert_eq!(runs, 6.0, "only the requests someone waited for ran");
 }
 
@@ -404,28 +397,18 @@ fn clients_that_asked_to_close_after_the_answer_still_get_it_after_a_long_wait()
         .unwrap()
         .replacen("HTTP/1.1", "HTTP/1.0", 1)
         .into_bytes();
-    let send = |request: &[u8]| {
-        let mut stream = connect(&server);
-        stream.write_all(request).unwrap();
-        stream
-    };
+    let send = |request: &[u8]| sent(&server, request);
     // Four runs ahead of them: each waits for three at least.
     let mut ahead: Vec<TcpStream> = (0..4).map(|_| send(&keep_alive)).collect();
     wait_for_workers(&server, |busy, waiting| busy == 1.0 && waiting >= 3.0);
     let mut told_close = [send(&close), send(&http_1_0)];
     for stream in ahead.iter_mut().chain(told_close.iter_mut()) {
-        let reply = try_read_response(stream).expect("an answer");
-        assert_eq!(
-            reply.status,
-            200,
-            "{}",
-            String::from_utf8_lossy(&reply.body)
-        );
+        expect_200(stream);
     }
     let log = server.log();
     assert!(!log.contains(" 499 "), "{log}");
     assert_eq!(
-        metric(&server, "onnx_serve_inference_duration_seconds_count"),
+        server.metric("onnx_serve_inference_duration_seconds_count"),
         6.0
     );
 }

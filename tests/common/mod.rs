@@ -204,6 +204,16 @@ impl Server {
         )
     }
 
+    /// The value of an unlabelled sample in `/metrics`.
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self.get("/metrics").text();
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")));
+        let line = line.unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"));
+        line.trim().parse().unwrap()
+    }
+
     pub fn request(&self, method: &str, path: &str, body: &[u8]) -> Reply {
         let request = ureq::http::Request::builder()
             .method(method)
