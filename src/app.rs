@@ -8,7 +8,8 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::model::Model;
 use crate::openapi::ApiDocs;
-use crate::workers::{Slot, Workers};
+use crate::workers::{NoSlot, Slot, Workers};
+use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -103,20 +104,19 @@ impl App {
     }
 
     /// A worker slot for the CPU work of one request and how long the request waited for
-    /// it, or 503 when the queue is full.
-    pub fn worker(&self) -> Result<(Slot<'_>, Duration), ApiError> {
-        match self.workers.acquire() {
+    /// it; 503 when the queue is full, 499 when the request's client (at `client`) left
+    /// while it waited in a full queue.
+    pub fn worker(&self, client: Option<SocketAddr>) -> Result<(Slot<'_>, Duration), ApiError> {
+        match self.workers.acquire(client) {
             Ok((slot, waited)) => {
                 self.metrics.queue_wait.observe(waited);
                 Ok((slot, waited))
             }
-            Err(full) => Err(ApiError::unavailable(
-                format!(
-                    "the server is busy: {} requests are already waiting (--queue)",
-                    full.waiting
-                ),
+            Err(NoSlot::QueueFull { waiting }) => Err(ApiError::unavailable(
+                format!("the server is busy: {waiting} requests are already waiting (--queue)"),
                 1,
             )),
+            Err(NoSlot::ClientLeft) => Err(ApiError::client_closed()),
         }
     }
 

@@ -15,10 +15,18 @@
 //! at all, +30% more, above `--workers 16` where nobody waits. So that no one is overtaken
 //! for long, a waiter that has waited `FAIR_AFTER` is handed the next freed slot
 //! directly, as a strict queue would.
+//!
+//! A full queue may hold requests whose clients have since left (timed out, or a proxy gave
+//! up on them): before refusing a newcomer, the waiters that have waited `ASK_AFTER` are
+//! asked whether their client is still there (`client_gone`, at most once per `ASK_AFTER`),
+//! and those whose client left give up their place and are answered 499. Otherwise, under
+//! a retry storm, live clients were refused for the sake of clients that were gone.
 
+use crate::client_gone::{self, ASK_AFTER};
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
@@ -33,27 +41,40 @@ pub struct Workers {
     slots: usize,
     max_waiting: usize,
     fair_after: Duration,
+    /// Waiters in a full queue that have waited this long are asked whether their client is
+    /// still there, with `client_gone` (replaced in tests).
+    ask_after: Duration,
+    client_gone: fn(SocketAddr, Instant) -> bool,
     state: Mutex<State>,
 }
 
 struct State {
     busy: usize,
     waiting: VecDeque<Arc<Waiter>>,
+    /// When a full queue last asked its waiters about their clients.
+    last_asked: Option<Instant>,
 }
 
 struct Waiter {
     thread: Thread,
     since: Instant,
+    /// The address of the request's client, when it came over HTTP.
+    client: Option<SocketAddr>,
     /// The slot was handed over: it is this waiter's.
     granted: AtomicBool,
     /// A slot was freed and this waiter was woken to try for it. Changed under the lock.
     woken: AtomicBool,
+    /// Its client left and it gave up its place in a full queue. Changed under the lock.
+    client_left: AtomicBool,
 }
 
-/// Why a request could not get a worker.
+/// Why a request got no worker slot.
 #[derive(Debug, PartialEq, Eq)]
-pub struct QueueFull {
-    pub waiting: usize,
+pub enum NoSlot {
+    /// The queue is full (of requests whose clients are, as far as is known, still there).
+    QueueFull { waiting: usize },
+    /// The request's client left while it waited, and its place went to a newer request.
+    ClientLeft,
 }
 
 impl Workers {
@@ -62,9 +83,12 @@ impl Workers {
             slots: slots.max(1),
             max_waiting,
             fair_after: FAIR_AFTER,
+            ask_after: ASK_AFTER,
+            client_gone: client_gone::has_gone,
             state: Mutex::new(State {
                 busy: 0,
                 waiting: VecDeque::new(),
+                last_asked: None,
             }),
         }
     }
@@ -74,8 +98,9 @@ impl Workers {
     }
 
     /// Takes a slot, waiting in line for one if needed. The slot is given back when the
-    /// returned guard is dropped. Also returns how long the request waited.
-    pub fn acquire(&self) -> Result<(Slot<'_>, Duration), QueueFull> {
+    /// returned guard is dropped. Also returns how long the request waited. `client`, the
+    /// address of the request's client, lets a full queue find out that it has left.
+    pub fn acquire(&self, client: Option<SocketAddr>) -> Result<(Slot<'_>, Duration), NoSlot> {
         let start = Instant::now();
         let waiter = {
             let mut state = self.lock();
@@ -93,15 +118,25 @@ impl Workers {
                 return Ok((Slot { workers: self }, start.elapsed()));
             }
             if state.waiting.len() >= self.max_waiting {
-                return Err(QueueFull {
-                    waiting: state.waiting.len(),
-                });
+                state = self.drop_waiters_whose_client_left(state);
+                // The lock was let go meanwhile: a slot may have been freed too.
+                if state.busy < self.slots {
+                    state.busy += 1;
+                    return Ok((Slot { workers: self }, start.elapsed()));
+                }
+                if state.waiting.len() >= self.max_waiting {
+                    return Err(NoSlot::QueueFull {
+                        waiting: state.waiting.len(),
+                    });
+                }
             }
             let waiter = Arc::new(Waiter {
                 thread: thread::current(),
                 since: start,
+                client,
                 granted: AtomicBool::new(false),
                 woken: AtomicBool::new(false),
+                client_left: AtomicBool::new(false),
             });
             state.waiting.push_back(waiter.clone());
             waiter
@@ -114,6 +149,9 @@ impl Workers {
             let mut state = self.lock();
             if waiter.granted.load(Ordering::Acquire) {
                 break;
+            }
+            if waiter.client_left.load(Ordering::Relaxed) {
+                return Err(NoSlot::ClientLeft);
             }
             // `park` may also return for no reason.
             if !waiter.woken.load(Ordering::Relaxed) {
@@ -128,6 +166,52 @@ impl Workers {
             waiter.woken.store(false, Ordering::Relaxed);
         }
         Ok((Slot { workers: self }, start.elapsed()))
+    }
+
+    /// Takes out of the queue the waiters whose client has left (see the module's comment),
+    /// waking each to be answered. The clients are asked without the lock held: finding a
+    /// connection may take a pass over the process's descriptors.
+    fn drop_waiters_whose_client_left<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+    ) -> MutexGuard<'a, State> {
+        let now = Instant::now();
+        if state
+            .last_asked
+            .is_some_and(|asked| now.duration_since(asked) < self.ask_after)
+        {
+            return state;
+        }
+        state.last_asked = Some(now);
+        // A woken waiter is on its way to a slot, and asks for itself once it has one.
+        let to_ask: Vec<(Arc<Waiter>, SocketAddr)> = state
+            .waiting
+            .iter()
+            .filter(|w| !w.woken.load(Ordering::Relaxed))
+            .filter(|w| now.duration_since(w.since) >= self.ask_after)
+            .filter_map(|w| Some((w.clone(), w.client?)))
+            .collect();
+        if to_ask.is_empty() {
+            return state;
+        }
+        drop(state);
+        let left: Vec<Arc<Waiter>> = to_ask
+            .into_iter()
+            .filter(|(waiter, client)| (self.client_gone)(*client, waiter.since))
+            .map(|(waiter, _)| waiter)
+            .collect();
+        let mut state = self.lock();
+        for waiter in left {
+            if waiter.woken.load(Ordering::Relaxed) {
+                continue;
+            }
+            if let Some(place) = state.waiting.iter().position(|w| Arc::ptr_eq(w, &waiter)) {
+                state.waiting.remove(place);
+                waiter.client_left.store(true, Ordering::Relaxed);
+                waiter.thread.unpark();
+            }
+        }
+        state
     }
 
     /// Requests computing now, and requests waiting for a slot.
@@ -160,7 +244,7 @@ impl Workers {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         // The state is a counter and a queue, always consistent between statements:
         // a panic elsewhere while it was held cannot leave it half-updated.
         self.state
@@ -188,20 +272,23 @@ mod tests {
     #[test]
     fn at_most_slots_run_and_the_queue_is_bounded() {
         let workers = Arc::new(Workers::new(2, 1));
-        let (a, _) = workers.acquire().unwrap();
-        let (b, _) = workers.acquire().unwrap();
+        let (a, _) = workers.acquire(None).unwrap();
+        let (b, _) = workers.acquire(None).unwrap();
         assert_eq!(workers.load(), (2, 0));
 
         // A third request waits; a fourth finds the queue full.
         let w = workers.clone();
         let waiting = thread::spawn(move || {
-            let (_slot, waited) = w.acquire().unwrap();
+            let (_slot, waited) = w.acquire(None).unwrap();
             waited
         });
         while workers.load().1 == 0 {
             thread::yield_now();
         }
-        assert_eq!(workers.acquire().err(), Some(QueueFull { waiting: 1 }));
+        assert_eq!(
+            workers.acquire(None).err(),
+            Some(NoSlot::QueueFull { waiting: 1 })
+        );
 
         drop(a);
         assert!(waiting.join().unwrap() > Duration::ZERO);
@@ -210,15 +297,58 @@ mod tests {
     }
 
     #[test]
+    fn a_full_queue_gives_the_place_of_a_request_whose_client_left_to_a_newcomer() {
+        // Clients on port 1 have left; the others are still there.
+        let mut workers = Workers::new(1, 1);
+        workers.ask_after = Duration::ZERO;
+        workers.client_gone = |client, _| client.port() == 1;
+        let workers = Arc::new(workers);
+        let client = |port| Some(SocketAddr::from(([127, 0, 0, 1], port)));
+        let (slot, _) = workers.acquire(None).unwrap();
+
+        // A waiter whose client is there keeps its place: the newcomer is refused.
+        let w = workers.clone();
+        let staying = thread::spawn(move || w.acquire(client(2)).map(|_| ()));
+        while workers.load().1 == 0 {
+            thread::yield_now();
+        }
+        assert_eq!(
+            workers.acquire(client(3)).err(),
+            Some(NoSlot::QueueFull { waiting: 1 })
+        );
+        drop(slot);
+        staying.join().unwrap().unwrap();
+
+        // A waiter whose client left gives its place up, and is told so.
+        let (slot, _) = workers.acquire(None).unwrap();
+        let (w, (left_tx, left)) = (workers.clone(), std::sync::mpsc::channel());
+        thread::spawn(move || left_tx.send(w.acquire(client(1)).map(|_| ())));
+        while workers.load().1 == 0 {
+            thread::yield_now();
+        }
+        let w = workers.clone();
+        let newcomer = thread::spawn(move || w.acquire(client(3)).map(|_| ()));
+        let waited = left.recv_timeout(Duration::from_secs(10));
+        assert_eq!(waited, Ok(Err(NoSlot::ClientLeft)));
+        while workers.load().1 == 0 {
+            thread::yield_now();
+        }
+        assert_eq!(workers.load(), (1, 1));
+        drop(slot);
+        newcomer.join().unwrap().unwrap();
+        assert_eq!(workers.load(), (0, 0));
+    }
+
+    #[test]
     fn a_long_waiter_is_handed_the_freed_slot() {
         let mut workers = Workers::new(1, 10);
         workers.fair_after = Duration::ZERO;
         let workers = Arc::new(workers);
-        let (slot, _) = workers.acquire().unwrap();
+        let (slot, _) = workers.acquire(None).unwrap();
         let w = workers.clone();
         let (release, released) = std::sync::mpsc::channel::<()>();
         let waiting = thread::spawn(move || {
-            let (_slot, waited) = w.acquire().unwrap();
+            let (_slot, waited) = w.acquire(None).unwrap();
             // Held until the test has looked, however late this thread runs.
             released.recv().unwrap();
             waited
@@ -254,7 +384,7 @@ mod tests {
                 let (workers, running, peak) = (workers.clone(), running.clone(), peak.clone());
                 thread::spawn(move || {
                     for _ in 0..50 {
-                        let _slot = workers.acquire().unwrap();
+                        let _slot = workers.acquire(None).unwrap();
                         let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                         peak.fetch_max(now, Ordering::SeqCst);
                         thread::yield_now();

@@ -376,6 +376,42 @@ fn requests_whose_clients_left_while_they_waited_are_not_run() {
 }
 
 #[test]
+fn a_full_queue_makes_room_for_a_new_request_when_waiting_clients_have_left() {
+    let _alone = one_at_a_time();
+    let server = Server::builder()
+        .args(["--model", &fixture_model("slow.onnx"), "--workers", "1"])
+        .args(["--queue", "6"])
+        .start();
+    let request = slow_request();
+    let send_one = || sent(&server, &request);
+    // One run and four waiting clients keep the worker busy for five runs; two more clients
+    // fill the queue, and will leave.
+    let mut waited_for: Vec<TcpStream> = (0..5).map(|_| send_one()).collect();
+    wait_for_workers(&server, |busy, waiting| busy == 1.0 && waiting == 4.0);
+    let leaving: Vec<TcpStream> = (0..2).map(|_| send_one()).collect();
+    wait_for_workers(&server, |_, waiting| waiting == 6.0);
+    // While every waiting client is there, a newcomer is refused.
+    let mut refused = send_one();
+    let reply = try_read_response(&mut refused).expect("an answer");
+    assert_eq!(reply.status, 503, "{}", reply.error());
+    // Once two have left, a newcomer takes a place and is served.
+    drop(leaving);
+    thread::sleep(Duration::from_millis(40));
+    let mut newcomer = send_one();
+    for stream in waited_for.iter_mut().chain([&mut newcomer]) {
+        expect_200(stream);
+    }
+    let runs = server.metric("onnx_serve_inference_duration_seconds_count");
+    assert_eq!(runs, 6.0, "the clients that left were not run");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.log().matches("POST /predict 499").count() < 2 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let log = server.log();
+    assert_eq!(log.matches("POST /predict 499").count(), 2, "{log}");
+}
+
+#[test]
 fn clients_that_asked_to_close_after_the_answer_still_get_it_after_a_long_wait() {
     // tiny_http shuts down our reading side of a connection whose request says
     // `Connection: close` (or is HTTP/1.0) as soon as it has read a small body: such a

@@ -59,7 +59,7 @@ pub fn predict_with(
     let _worker = if model.batches() {
         None
     } else {
-        let (slot, waited) = app.worker()?;
+        let (slot, waited) = app.worker(client)?;
         if client_gone::left_while_waiting(waited, client) {
             return Err(ApiError::client_closed());
         }
