@@ -8,9 +8,10 @@
 //! the next batch is larger: under load batches grow by themselves, and a lone request runs
 //! at once. `delay` lets a runner wait a little for more requests before it starts a batch
 //! that is not full, trading that much latency for larger batches. A request that waited
-//! long and whose client has left meanwhile is left out of its batch (`client_gone`).
+//! long and whose client has left meanwhile is left out of its batch (`client_gone`), and
+//! a full queue makes room for a newcomer by dropping such requests first.
 
-use crate::client_gone;
+use crate::client_gone::{self, ASK_AFTER, LastAsked};
 use crate::model::RunError;
 use crate::tensor::Tensor;
 use std::collections::VecDeque;
@@ -46,6 +47,8 @@ struct Shared {
     run: Box<RunFn>,
     waiting: Mutex<VecDeque<Waiting>>,
     arrived: Condvar,
+    /// Only a newcomer that finds the queue full takes this, after `waiting`.
+    last_asked: Mutex<LastAsked>,
 }
 
 /// A request waiting for a runner.
@@ -66,6 +69,7 @@ impl Batcher {
             run,
             waiting: Mutex::new(VecDeque::new()),
             arrived: Condvar::new(),
+            last_asked: Mutex::new(LastAsked::default()),
         });
         for n in 0..config.runners.max(1) {
             let shared = shared.clone();
@@ -94,6 +98,9 @@ impl Batcher {
         {
             let mut waiting = shared.lock();
             if waiting.len() >= shared.config.max_waiting {
+                waiting = shared.drop_waiters_whose_client_left(waiting);
+            }
+            if waiting.len() >= shared.config.max_waiting {
                 return Err(RunError::Busy(format!(
                     "the server is busy: {} requests are already waiting (--queue)",
                     waiting.len()
@@ -120,6 +127,46 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, VecDeque<Waiting>> {
         // The queue is consistent between statements; a poisoned lock changes nothing.
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes out of a full queue the requests whose client left while they waited,
+    /// answering them `ClientGone`, as the worker queue does (`workers.rs`). The clients are
+    /// asked without the lock held: finding a connection may take a pass over descriptors.
+    fn drop_waiters_whose_client_left<'a>(
+        &'a self,
+        waiting: MutexGuard<'a, VecDeque<Waiting>>,
+    ) -> MutexGuard<'a, VecDeque<Waiting>> {
+        let now = Instant::now();
+        let mut last_asked = self.last_asked.lock().unwrap_or_else(|p| p.into_inner());
+        if !last_asked.due(now, ASK_AFTER) {
+            return waiting;
+        }
+        drop(last_asked);
+        // Identified by client and arrival: a connection has one request waiting at a time.
+        let to_ask: Vec<(SocketAddr, Instant)> = waiting
+            .iter()
+            .filter(|w| waited(w, now, self.config.delay) >= ASK_AFTER)
+            .filter_map(|w| Some((w.client?, w.arrived)))
+            .collect();
+        if to_ask.is_empty() {
+            return waiting;
+        }
+        drop(waiting);
+        let left: Vec<(SocketAddr, Instant)> = to_ask
+            .into_iter()
+            .filter(|&(client, arrived)| client_gone::has_gone(client, arrived))
+            .collect();
+        let mut waiting = self.lock();
+        waiting.retain(|w| {
+            let gone = w
+                .client
+                .is_some_and(|client| left.contains(&(client, w.arrived)));
+            if gone {
+                let _ = w.reply.send(Err(RunError::ClientGone));
+            }
+            !gone
+        });
+        waiting
     }
 
     fn runner_loop(&self) {
@@ -220,7 +267,7 @@ fn without_clients_gone(batch: Vec<Waiting>, delay: Duration) -> Vec<Waiting> {
     batch
         .into_iter()
         .filter_map(|waiting| {
-            let waited = waiting.arrived.elapsed().saturating_sub(delay);
+            let waited = waited(&waiting, Instant::now(), delay);
             if client_gone::left_while_waiting(waited, waiting.client) {
                 let _ = waiting.reply.send(Err(RunError::ClientGone));
                 None
@@ -229,6 +276,13 @@ fn without_clients_gone(batch: Vec<Waiting>, delay: Duration) -> Vec<Waiting> {
             }
         })
         .collect()
+}
+
+/// How long a request has waited by `now`, not counting the `delay` a batch may wait on
+/// purpose.
+fn waited(waiting: &Waiting, now: Instant, delay: Duration) -> Duration {
+    now.saturating_duration_since(waiting.arrived)
+        .saturating_sub(delay)
 }
 
 fn rows(waiting: &VecDeque<Waiting>) -> usize {
@@ -427,6 +481,76 @@ mod tests {
         assert!(matches!(left, Err(RunError::ClientGone)), "{left:?}");
         assert_eq!(first.join().unwrap().unwrap()[0].shape, vec![1, 2]);
         assert_eq!(*seen.lock().unwrap(), vec![1], "only the first request ran");
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_full_queue_makes_room_by_dropping_a_request_whose_client_left() {
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::mpsc::channel;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_our_end, gone) = listener.accept().unwrap();
+        drop(client);
+
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (finish_first, first_may_finish) = channel::<()>();
+        let first_may_finish = Mutex::new(first_may_finish);
+        let config = BatchConfig {
+            max_rows: 64,
+            delay: Duration::ZERO,
+            runners: 1,
+            max_waiting: 1,
+        };
+        let runs = seen.clone();
+        let batcher = Arc::new(
+            Batcher::start(
+                config,
+                Box::new(move |inputs: Vec<Tensor>| {
+                    let first = {
+                        let mut runs = runs.lock().unwrap();
+                        runs.push(inputs[0].shape[0]);
+                        runs.len() == 1
+                    };
+                    if first {
+                        let _ = first_may_finish.lock().unwrap().recv();
+                    }
+                    Ok(inputs)
+                }),
+            )
+            .unwrap(),
+        );
+        let run_in_thread = |values: &[i64], client| {
+            let (batcher, inputs) = (batcher.clone(), vec![rows_of(values, 2)]);
+            thread::spawn(move || batcher.run(inputs, client))
+        };
+        // The first request holds the only runner; one whose client is gone fills the queue.
+        let first = run_in_thread(&[1, 2], None);
+        while seen.lock().unwrap().is_empty() {
+            thread::sleep(Duration::from_millis(1));
+        }
+        let left = run_in_thread(&[3, 4], Some(gone));
+        while batcher.shared.lock().is_empty() {
+            thread::sleep(Duration::from_millis(1));
+        }
+        thread::sleep(ASK_AFTER + Duration::from_millis(5));
+        // A newcomer takes its place rather than being refused.
+        let newcomer = run_in_thread(&[5, 6, 7, 8], None);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !left.is_finished() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(1));
+        }
+        // Answered while the first request still runs (or, failing, once it has run).
+        finish_first.send(()).unwrap();
+        let left = left.join().unwrap();
+        assert!(matches!(left, Err(RunError::ClientGone)), "{left:?}");
+        assert_eq!(first.join().unwrap().unwrap()[0].shape, vec![1, 2]);
+        assert_eq!(newcomer.join().unwrap().unwrap()[0].shape, vec![2, 2]);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![1, 2],
+            "the request whose client left never ran"
+        );
     }
 
     #[test]

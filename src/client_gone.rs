@@ -24,6 +24,25 @@ use std::{collections::HashMap, sync::Mutex};
 /// then) is small beside the wait.
 pub const ASK_AFTER: Duration = Duration::from_millis(20);
 
+/// When a full queue last asked its waiters about their clients: asking costs a look per
+/// waiter, so it is done at most once per `ASK_AFTER`, however many newcomers are refused.
+#[derive(Default)]
+pub struct LastAsked(Option<Instant>);
+
+impl LastAsked {
+    /// True, and remembered, when `every` has passed since the last time it was true.
+    pub fn due(&mut self, now: Instant, every: Duration) -> bool {
+        if self
+            .0
+            .is_some_and(|asked| now.saturating_duration_since(asked) < every)
+        {
+            return false;
+        }
+        self.0 = Some(now);
+        true
+    }
+}
+
 /// True when a request that has waited `waited` should not run: it waited `ASK_AFTER` or
 /// more and its client, at `client`, has left meanwhile.
 pub fn left_while_waiting(waited: Duration, client: Option<SocketAddr>) -> bool {

@@ -22,7 +22,7 @@
 //! and those whose client left give up their place and are answered 499. Otherwise, under
 //! a retry storm, live clients were refused for the sake of clients that were gone.
 
-use crate::client_gone::{self, ASK_AFTER};
+use crate::client_gone::{self, ASK_AFTER, LastAsked};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,8 +51,7 @@ pub struct Workers {
 struct State {
     busy: usize,
     waiting: VecDeque<Arc<Waiter>>,
-    /// When a full queue last asked its waiters about their clients.
-    last_asked: Option<Instant>,
+    last_asked: LastAsked,
 }
 
 struct Waiter {
@@ -88,7 +87,7 @@ impl Workers {
             state: Mutex::new(State {
                 busy: 0,
                 waiting: VecDeque::new(),
-                last_asked: None,
+                last_asked: LastAsked::default(),
             }),
         }
     }
@@ -176,13 +175,9 @@ impl Workers {
         mut state: MutexGuard<'a, State>,
     ) -> MutexGuard<'a, State> {
         let now = Instant::now();
-        if state
-            .last_asked
-            .is_some_and(|asked| now.duration_since(asked) < self.ask_after)
-        {
+        if !state.last_asked.due(now, self.ask_after) {
             return state;
         }
-        state.last_asked = Some(now);
         // A woken waiter is on its way to a slot, and asks for itself once it has one.
         let to_ask: Vec<(Arc<Waiter>, SocketAddr)> = state
             .waiting
