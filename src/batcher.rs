@@ -141,7 +141,6 @@ impl Shared {
         if !last_asked.due(now, ASK_AFTER) {
             return waiting;
         }
-        drop(last_asked);
         // Identified by client and arrival: a connection has one request waiting at a time.
         let to_ask: Vec<(SocketAddr, Instant)> = waiting
             .iter()
@@ -151,6 +150,8 @@ impl Shared {
         if to_ask.is_empty() {
             return waiting;
         }
+        last_asked.asked(now);
+        drop(last_asked);
         drop(waiting);
         let left: Vec<(SocketAddr, Instant)> = to_ask
             .into_iter()

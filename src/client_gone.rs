@@ -24,22 +24,21 @@ use std::{collections::HashMap, sync::Mutex};
 /// then) is small beside the wait.
 pub const ASK_AFTER: Duration = Duration::from_millis(20);
 
-/// When a full queue last asked its waiters about their clients: asking costs a look per
-/// waiter, so it is done at most once per `ASK_AFTER`, however many newcomers are refused.
+/// When a full queue last asked its waiters about their clients: it asks at most once per
+/// `ASK_AFTER` (a look costs a few system calls per waiter, and a full queue is when the
+/// machine is busiest), and only when some waiter has waited that long.
 #[derive(Default)]
 pub struct LastAsked(Option<Instant>);
 
 impl LastAsked {
-    /// True, and remembered, when `every` has passed since the last time it was true.
-    pub fn due(&mut self, now: Instant, every: Duration) -> bool {
-        if self
-            .0
-            .is_some_and(|asked| now.saturating_duration_since(asked) < every)
-        {
-            return false;
-        }
+    /// True when `every` has passed since the last ask (or there was none).
+    pub fn due(&self, now: Instant, every: Duration) -> bool {
+        self.0
+            .is_none_or(|asked| now.saturating_duration_since(asked) >= every)
+    }
+
+    pub fn asked(&mut self, now: Instant) {
         self.0 = Some(now);
-        true
     }
 }
 

@@ -41,8 +41,8 @@ pub struct Workers {
     slots: usize,
     max_waiting: usize,
     fair_after: Duration,
-    /// Waiters in a full queue that have waited this long are asked whether their client is
-    /// still there, with `client_gone` (replaced in tests).
+    /// Waiters in a full queue that have waited this long are asked (at most once per as
+    /// long) whether their client is still there, with `client_gone` (replaced in tests).
     ask_after: Duration,
     client_gone: fn(SocketAddr, Instant) -> bool,
     state: Mutex<State>,
@@ -189,6 +189,7 @@ impl Workers {
         if to_ask.is_empty() {
             return state;
         }
+        state.last_asked.asked(now);
         drop(state);
         let left: Vec<Arc<Waiter>> = to_ask
             .into_iter()
