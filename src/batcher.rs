@@ -439,15 +439,22 @@ mod tests {
         assert_eq!(left, vec![1, 4]);
     }
 
+    /// Our end of a real connection whose client has closed it, and the client's address,
+    /// as a request over HTTP would have.
+    #[cfg(target_os = "linux")]
+    fn closed_connection() -> (std::net::TcpStream, SocketAddr) {
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let ours = listener.accept().unwrap();
+        drop(client);
+        ours
+    }
+
     #[test]
     #[cfg(target_os = "linux")]
     fn a_request_whose_client_left_while_it_waited_is_left_out_of_its_batch() {
-        use std::net::{TcpListener, TcpStream};
-        // A real connection whose client has closed it, as a request over HTTP would have.
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (_our_end, gone) = listener.accept().unwrap();
-        drop(client);
+        let (_our_end, gone) = closed_connection();
 
         let seen = Arc::new(Mutex::new(Vec::new()));
         let config = BatchConfig {
@@ -487,12 +494,8 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn a_full_queue_makes_room_by_dropping_a_request_whose_client_left() {
-        use std::net::{TcpListener, TcpStream};
         use std::sync::mpsc::channel;
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (_our_end, gone) = listener.accept().unwrap();
-        drop(client);
+        let (_our_end, gone) = closed_connection();
 
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (finish_first, first_may_finish) = channel::<()>();

@@ -326,6 +326,19 @@ fn wait_for_workers(server: &Server, done: impl Fn(f64, f64) -> bool) {
     }
 }
 
+/// The server's log once `text` occurs in it `count` times, or after 5 s: the log arrives
+/// through a pipe, so the last lines may need a moment.
+fn log_once_it_has(server: &Server, text: &str, count: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = server.log();
+        if log.matches(text).count() >= count || Instant::now() >= deadline {
+            return log;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn requests_whose_clients_left_while_they_waited_are_not_run() {
     let _alone = one_at_a_time();
@@ -350,22 +363,8 @@ fn requests_whose_clients_left_while_they_waited_are_not_run() {
         expect_200(stream);
     }
 
-    // The log arrives through a pipe: give the last lines a moment.
-    let left = || {
-        let log = server.log();
-        (
-            log.lines()
-                .filter(|l| l.contains("POST /predict 499"))
-                .count(),
-            log,
-        )
-    };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while left().0 < 4 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(10));
-    }
-    let (left, log) = left();
-    assert_eq!(left, 4, "{log}");
+    let log = log_once_it_has(&server, "POST /predict 499", 4);
+    assert_eq!(log.matches("POST /predict 499").count(), 4, "{log}");
     let reply = try_read_response(&mut half_closed).expect("the half-closed client's answer");
     assert_eq!(reply.status, 499);
     assert!(reply.error().contains("not run"), "{}", reply.error());
@@ -403,11 +402,7 @@ fn a_full_queue_makes_room_for_a_new_request_when_waiting_clients_have_left() {
     }
     let runs = server.metric("onnx_serve_inference_duration_seconds_count");
     assert_eq!(runs, 6.0, "the clients that left were not run");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while server.log().matches("POST /predict 499").count() < 2 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(10));
-    }
-    let log = server.log();
+    let log = log_once_it_has(&server, "POST /predict 499", 2);
     assert_eq!(log.matches("POST /predict 499").count(), 2, "{log}");
 }
 
