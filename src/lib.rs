@@ -15,6 +15,7 @@ pub mod config;
 pub mod conn_pool;
 pub mod cors;
 pub mod embedded;
+pub mod engine;
 pub mod error;
 pub mod healthcheck;
 pub mod http;

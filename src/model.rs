@@ -89,7 +89,7 @@ impl Model {
     /// node name and operator before tract's own, longer, message.
     pub fn load(path: &Path) -> Result<Model, LoadError> {
         let started = Instant::now();
-        let model = tract_onnx::onnx().model_for_path(path);
+        let model = onnx().model_for_path(path);
         Model::prepare(model, &path.display().to_string(), started)
     }
 
@@ -97,7 +97,7 @@ impl Model {
     /// `origin` names it in messages.
     pub fn load_bytes(bytes: &[u8], origin: &str) -> Result<Model, LoadError> {
         let started = Instant::now();
-        let model = tract_onnx::onnx().model_for_read(&mut &*bytes);
+        let model = onnx().model_for_read(&mut &*bytes);
         Model::prepare(model, origin, started)
     }
 
@@ -296,6 +296,13 @@ impl Runner {
 /// model that has one).
 fn batch_rows(inputs: &[TValue]) -> Option<usize> {
     inputs.first()?.shape().first().copied()
+}
+
+/// tract-onnx with our own operators registered (`engine::onnx_ml`).
+fn onnx() -> tract_onnx::Onnx {
+    let mut onnx = tract_onnx::onnx();
+    crate::engine::onnx_ml::register(&mut onnx.op_register);
+    onnx
 }
 
 /// tract's error chain in one line: the first line of each cause, clipped, because some
