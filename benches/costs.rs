@@ -13,7 +13,7 @@ mod support;
 
 use onnx_serve::api::simple::{decode_request, encode_response, predict_json};
 use onnx_serve::api::v2::infer;
-use onnx_serve::model::Model;
+use onnx_serve::engine::Model;
 use support::common;
 use support::{Case, Connection, TractAlone, exchange_ok, kib, median_of, medians_in_turn, ms};
 
@@ -44,8 +44,8 @@ fn measure(case: &Case) {
         median_of(|| decode_request(signature, &body, model.spare_threads()).unwrap());
     let binary_decode =
         median_of(|| infer::decode(signature, &binary, Some(header_length)).unwrap());
-    let run = median_of(|| model.run(inputs.clone()).unwrap());
-    let outputs = model.run(inputs.clone()).unwrap();
+    let run = median_of(|| model.run(inputs.clone(), None).unwrap());
+    let outputs = model.run(inputs.clone(), None).unwrap();
     let encode = median_of(|| encode_response(signature, &outputs));
     let total = median_of(|| predict_json(&model, &body, None).unwrap());
     let tract_alone = TractAlone::new(case, &inputs);

@@ -15,7 +15,7 @@
 
 mod support;
 
-use onnx_serve::model::Model;
+use onnx_serve::engine::Model;
 use std::time::{Duration, Instant};
 use support::common::Server;
 use support::{Case, Connection, TractAlone, load, ms, rss_mib};

@@ -1,39 +1,23 @@
 //! onnx-serve: one ONNX model served over HTTP.
 //!
-//! The request path, file by file: `server` takes requests from tiny_http and gives each a
-//! thread; `routes` maps method and path to a handler in `api`; handlers decode tensors
-//! (`tensor`), check them against the model's `signature`, take a `workers` slot and run the
-//! `model`; `http` writes the response. `app` holds what they share.
+//! Layers, each a folder, each importing only from the ones below it:
+//!
+//! - `cli`: the command line, and the commands (serve, `inspect`, `predict`, `healthcheck`);
+//! - `api`: the protocols' handlers and the route table, and what they share (`App`);
+//! - `http`: the request loop, the router, and what wraps every handler; `http/tiny` is the
+//!   one door to the HTTP library;
+//! - `engine`: the model, its admission line and its runs; the only layer that knows tract;
+//! - `ops`: metrics, the API documents, logging, memory;
+//! - `tensor`: datatypes, tensors, the signature, and their wire formats.
+//!
+//! A request's path through them is drawn in docs/architecture.md.
 
-pub mod access_log;
 pub mod api;
-pub mod app;
-pub mod auth;
-pub mod batcher;
-pub mod client_gone;
-pub mod config;
-pub mod conn_pool;
-pub mod cors;
-pub mod embedded;
+pub mod cli;
 pub mod engine;
-pub mod error;
-pub mod healthcheck;
 pub mod http;
-pub mod limits;
-pub mod logging;
-pub mod memory;
-pub mod metrics;
-pub mod model;
-pub mod model_path;
-pub mod openapi;
-pub mod rotation;
-pub mod routes;
-pub mod run_threads;
-pub mod server;
-pub mod signature;
-pub mod starved;
+pub mod ops;
 pub mod tensor;
-pub mod workers;
 
 /// The text of a caught panic's payload.
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

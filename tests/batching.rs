@@ -2,7 +2,7 @@
 //! (`--intra-op-threads`), over a real socket: concurrent callers are stacked into shared
 //! runs, and each still gets exactly its own rows.
 
-mod common;
+use crate::common;
 
 use common::{Server, binary, concurrent_clients, fixture, fixture_model, read_json, repo, row};
 use serde_json::{Value, json};
@@ -65,7 +65,7 @@ fn concurrent_requests_are_batched_and_each_gets_its_own_rows() {
     let server = Server::builder()
         .args(["--max-batch-size", "32", "--batch-delay-us", "2000"])
         .args(["--workers", "2"])
-        .env("RUST_LOG", "info,onnx_serve::batcher=debug")
+        .env("RUST_LOG", "info,onnx_serve::engine::batcher=debug")
         .start();
     sixty_four_clients_get_their_own_rows(&server);
     // The runs really were shared: some batch stacked several requests, none over the limit.

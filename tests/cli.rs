@@ -1,7 +1,7 @@
 //! The binary as a program: `inspect`, `predict`, start-up failures and exit codes,
 //! configuration from flags and environment, logging, and graceful shutdown.
 
-mod common;
+use crate::common;
 
 use common::{
     Server, binary, bundled_model, exchange, fixture, fixture_model, free_port, raw_predict, repo,

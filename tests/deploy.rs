@@ -2,7 +2,7 @@
 //! KServe's `/mnt/models` directory, and the model built into the binary
 //! (`--features embed-model`, run by .ci/run with ONNX_SERVE_EMBED_MODEL set).
 
-mod common;
+use crate::common;
 
 use common::{Server, binary, bundled_model};
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! The HTTP layer over a real socket: routes, the error contract, body limits, keep-alive,
 //! concurrency and the bounded queue.
 
-mod common;
+use crate::common;
 
 use common::{Server, concurrent_clients, exchange, fixture, free_port, raw_predict};
 use serde_json::json;
@@ -194,7 +194,7 @@ fn a_kept_alive_probe_during_start_up_does_not_hold_up_parking() {
     // got no thread and parking waited out its 1 s deadline: 3 starts in 60.
     let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
     for trial in 0..30 {
-        let logging = Server::builder().env("RUST_LOG", "info,onnx_serve::conn_pool=debug");
+        let logging = Server::builder().env("RUST_LOG", "info,onnx_serve::http::tiny=debug");
         let (server, probes) = start_while_probing(request, logging);
         assert!(probes.is_ok(), "trial {trial}: {probes:?}");
         let log = server.log();

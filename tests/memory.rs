@@ -2,7 +2,7 @@
 //! to thread, must not make the server hold a run's memory many times over
 //! (`src/run_threads.rs`).
 
-mod common;
+use crate::common;
 
 use common::{Server, concurrent_clients, row};
 use serde_json::json;

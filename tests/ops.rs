@@ -2,7 +2,7 @@
 //! error bodies, JSON logs, the API key and CORS. (tests/ops/ checks the same endpoints with
 //! Prometheus' parser, an OpenAPI validator, schemathesis and a headless browser.)
 
-mod common;
+use crate::common;
 
 use common::{Server, exchange, fixture, read_json};
 use serde_json::{Value, json};

@@ -2,7 +2,7 @@
 //! while clients are sending. Both use slow.onnx, whose runs take tens of milliseconds, and
 //! bounded load generators (fixed client counts, fixed durations).
 
-mod common;
+use crate::common;
 
 use common::{RawResponse, Server, fixture_model, raw_predict, try_read_response};
 use serde_json::json;

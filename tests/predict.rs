@@ -1,7 +1,7 @@
 //! `POST /predict` over a real socket: answers of the bundled model against onnxruntime's,
 //! every datatype, several inputs and outputs, symbolic dimensions, and the errors.
 
-mod common;
+use crate::common;
 
 use common::{Server, argmax, concurrent_clients, fixture, read_json, row};
 use serde_json::{Value, json};

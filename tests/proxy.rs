@@ -4,7 +4,7 @@
 //! nginx comes from Debian's packages (`.ci/run` installs it). Without it the test is
 //! skipped, except in CI, where that is a failure.
 
-mod common;
+use crate::common;
 
 use common::{Server, fixture, free_port, raw_predict, read_response};
 use std::io::Write;

@@ -3,7 +3,7 @@
 //! normal `/predict` must still answer correctly. The README's robustness table lists these
 //! cases and their outcomes.
 
-mod common;
+use crate::common;
 
 use common::{RawResponse, Server, fixture};
 use serde_json::{Value, json};

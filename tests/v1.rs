@@ -2,7 +2,7 @@
 //! the row (`instances`) and columnar (`inputs`) formats, against onnxruntime's answers,
 //! with `{"b64": ...}` BYTES, and the errors.
 
-mod common;
+use crate::common;
 
 use common::{Server, fixture, read_json, row};
 use serde_json::{Value, json};

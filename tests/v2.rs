@@ -2,7 +2,7 @@
 //! config, and `infer` with JSON and binary tensors both ways, against onnxruntime's
 //! answers, for every datatype, and the errors.
 
-mod common;
+use crate::common;
 
 use common::{Reply, Server, exchange, fixture, read_json, row};
 use serde_json::{Value, json};

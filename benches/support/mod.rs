@@ -7,7 +7,7 @@
 pub mod common;
 
 use onnx_serve::api::simple::decode_request;
-use onnx_serve::model::Model;
+use onnx_serve::engine::Model;
 use onnx_serve::tensor::{Tensor, TensorData};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

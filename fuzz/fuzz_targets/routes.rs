@@ -3,8 +3,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use onnx_serve::http::Method;
-use onnx_serve::routes::resolve;
+use onnx_serve::api::{App, ROUTES};
+use onnx_serve::http::{Method, Router};
+use std::sync::LazyLock;
+
+static ROUTER: LazyLock<Router<App>> = LazyLock::new(|| Router::new(&ROUTES));
 
 fuzz_target!(|data: &[u8]| {
     // tiny_http hands over the method and the path as text.
@@ -12,7 +15,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (method, path) = text.split_once(' ').unwrap_or(("GET", text));
-    if let Err(e) = resolve(Method::parse(method), method, path) {
+    let router = &*ROUTER;
+    let resolved = router
+        .find(path)
+        .and_then(|found| router.handler(&found, Method::parse(method), method, path));
+    if let Err(e) = resolved {
         assert!(matches!(e.status, 400 | 404 | 405), "{}", e.status);
         assert!(e.message.len() < 400, "a long path is not echoed whole");
     }

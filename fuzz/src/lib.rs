@@ -1,8 +1,7 @@
 //! What the fuzz targets share: a model signature chosen by the fuzzer's first bytes, so
 //! one target covers every datatype and a range of shapes without loading a model.
 
-use onnx_serve::signature::{Dim, Signature, TensorSpec};
-use onnx_serve::tensor::DataType;
+use onnx_serve::tensor::{DataType, Dim, Signature, TensorSpec};
 
 /// Takes two bytes off the front of `data` to choose one input and one output: a datatype,
 /// a rank of 0 to 3, and which dimensions are symbolic. Also returns the rest of `data`.

@@ -4,50 +4,37 @@
 //! when the model has one input, else an object `{"name": nested list, ...}`; Y likewise for
 //! the outputs.
 
-use super::{clip, decode_json, predict_with, run_checked};
-use crate::app::App;
-use crate::error::ApiError;
-use crate::http::{Request, Response};
-use crate::model::{Model, RunError};
-use crate::signature::{Signature, TensorDescription, TensorSpec};
+use super::app::App;
+use super::{decode_json, predict_with, run_checked};
+use crate::engine::{Caller, Model};
+use crate::http::{ApiError, Request, Response, clip};
 use crate::tensor::json::{
     Scalar, TensorSeed, b64_value, tensor_from_scalar, tensor_from_seq, write_json_string,
     write_tensor,
 };
-use crate::tensor::{DataType, Tensor};
+use crate::tensor::{DataType, Signature, Tensor, TensorDescription, TensorSpec};
 use serde::Serialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::fmt;
-use std::net::SocketAddr;
 
 /// `POST /predict`.
 pub fn predict(app: &App, req: &mut Request) -> Result<Response, ApiError> {
-    predict_with(app, req, |model, body, client| {
-        predict_json(model, body, client).map(Response::json_bytes)
+    predict_with(app, req, |model, body, caller| {
+        predict_json(model, body, caller).map(Response::json_bytes)
     })
 }
 
 /// Decodes a `/predict` body, runs the model and encodes its answer. The HTTP handler and
-/// the `predict` command (no client: None) share it.
+/// the `predict` command (no caller: None) share it.
 pub fn predict_json(
     model: &Model,
     body: &[u8],
-    client: Option<SocketAddr>,
+    caller: Option<Caller>,
 ) -> Result<Vec<u8>, ApiError> {
     let signature = model.signature();
     let inputs = decode_request(signature, body, model.spare_threads())?;
-    let outputs = run_checked(model, inputs, client)?;
+    let outputs = run_checked(model, inputs, caller)?;
     Ok(encode_response(signature, &outputs))
-}
-
-/// How a failed run is reported: the model failed, not the request.
-pub fn run_error(e: RunError) -> ApiError {
-    match e {
-        RunError::Failed(message) => ApiError::internal(format!("the model failed: {message}")),
-        RunError::Panicked(message) => ApiError::internal(format!("the model panicked: {message}")),
-        RunError::Busy(message) => ApiError::unavailable(message, 1),
-        RunError::ClientGone => ApiError::client_closed(),
-    }
 }
 
 /// `GET /`: what this server serves and where.

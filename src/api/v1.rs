@@ -7,20 +7,17 @@
 //! Columnar format: `{"inputs": ...}` as `POST /predict` takes it, answered with
 //! `{"outputs": ...}`. BYTES values may be sent as `{"b64": "..."}`.
 
+use super::app::App;
 use super::simple::{InputsSeed, NamedInputsSeed, encode_response};
 use super::{check_model, decode_json, predict_with, run_checked};
-use crate::app::App;
-use crate::error::ApiError;
-use crate::http::{Request, Response};
-use crate::model::Model;
-use crate::signature::{Dim, Signature, TensorSpec};
+use crate::engine::{Caller, Model};
+use crate::http::{ApiError, Request, Response};
 use crate::tensor::json::{write_json_string, write_row, write_tensor};
-use crate::tensor::{DataType, Tensor, TensorData, format_shape};
+use crate::tensor::{DataType, Dim, Signature, Tensor, TensorData, TensorSpec, format_shape};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::fmt;
-use std::net::SocketAddr;
 
 /// `GET /v1/models/{m}`: TF-Serving's `model_version_status` and KServe's `name`/`ready`.
 pub fn status(app: &App, req: &mut Request) -> Result<Response, ApiError> {
@@ -135,14 +132,10 @@ pub fn predict(app: &App, req: &mut Request) -> Result<Response, ApiError> {
     predict_with(app, req, predict_body)
 }
 
-fn predict_body(
-    model: &Model,
-    body: &[u8],
-    client: Option<SocketAddr>,
-) -> Result<Response, ApiError> {
+fn predict_body(model: &Model, body: &[u8], caller: Option<Caller>) -> Result<Response, ApiError> {
     let signature = model.signature();
     let (format, inputs) = decode_request(signature, body)?;
-    let outputs = run_checked(model, inputs, client)?;
+    let outputs = run_checked(model, inputs, caller)?;
     match format {
         Format::Rows => encode_predictions(signature, &outputs).map(Response::json_bytes),
         Format::Columns => Ok(Response::json_bytes(encode_response(signature, &outputs))),

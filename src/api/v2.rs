@@ -6,13 +6,11 @@
 
 pub mod infer;
 
+use super::app::App;
 use super::{check_model, predict_with, run_checked};
-use crate::app::App;
-use crate::error::ApiError;
-use crate::http::{Request, Response};
-use crate::model::Model;
-use crate::signature::{Dim, TensorDescription, TensorSpec};
-use crate::tensor::DataType;
+use crate::engine::Model;
+use crate::http::{ApiError, Request, Response};
+use crate::tensor::{DataType, Dim, TensorDescription, TensorSpec};
 use serde::Serialize;
 
 /// How Triton names an ONNX model's platform; its tools (perf_analyzer, model_analyzer)
@@ -183,9 +181,9 @@ fn loaded_model<'a>(app: &'a App, req: &Request) -> Result<&'a Model, ApiError> 
 /// `POST /v2/models/{m}/infer`: JSON, or a JSON header followed by binary tensors.
 pub fn infer(app: &App, req: &mut Request) -> Result<Response, ApiError> {
     let header_length = infer::header_length(req)?;
-    predict_with(app, req, |model, body, client| {
+    predict_with(app, req, |model, body, caller| {
         let request = infer::decode(model.signature(), body, header_length)?;
-        let outputs = run_checked(model, request.inputs, client)?;
+        let outputs = run_checked(model, request.inputs, caller)?;
         let served = infer::Served {
             model_name: &app.model_name,
             model_version: &app.model_version,
@@ -203,8 +201,8 @@ pub fn infer(app: &App, req: &mut Request) -> Result<Response, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signature::Signature;
-    use crate::signature::tests::spec;
+    use crate::tensor::Signature;
+    use crate::tensor::test_spec as spec;
 
     #[test]
     fn a_model_is_batched_when_every_tensor_starts_with_the_same_variable_dim() {

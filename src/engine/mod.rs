@@ -1,4 +1,20 @@
-//! The engine: everything that knows tract. For now it holds our own ONNX operators,
-//! registered with tract-onnx's operator registry when a model is loaded.
+//! The engine: the model and its signature, the one line requests wait in to run it
+//! (`queue`, used by the worker slots and by dynamic batching), the threads that run it,
+//! and our own ONNX operators. It knows nothing of HTTP.
+//!
+//! This folder is the only one that knows tract: `tract.rs` drives it (load, optimise,
+//! run, convert tensors), `onnx_ml/` adds the operators tract lacks, registered with
+//! tract-onnx's operator registry at load.
 
-pub mod onnx_ml;
+mod batcher;
+mod model;
+mod onnx_ml;
+mod queue;
+mod run_threads;
+mod slots;
+mod tract;
+
+pub use batcher::BatchConfig;
+pub use model::{Admitted, Execution, LoadError, Model, RunError};
+pub use queue::{Busy, Caller, Refused};
+pub use tract::TRACT_VERSION;

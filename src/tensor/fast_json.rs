@@ -14,8 +14,8 @@
 //! list, a number out of range — so that the general decoder runs from the start and gives
 //! its usual answer or error. Giving up costs the part scanned so far.
 
+use super::TensorSpec;
 use super::{DataType, Tensor, TensorData};
-use crate::signature::TensorSpec;
 use std::thread;
 
 /// A part read on a thread of its own is at least this long: below it, starting the thread
@@ -402,7 +402,7 @@ fn parse_exactly(text: &[u8]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signature::Dim;
+    use crate::tensor::Dim;
 
     fn spec(datatype: DataType, rank: usize) -> TensorSpec {
         TensorSpec {
@@ -424,15 +424,21 @@ mod tests {
         whole
     }
 
-    /// What the general decoder makes of the same body.
+    /// What the general decoder (`json::TensorSeed`, as `/predict` uses it) makes of the
+    /// text of the same body's `inputs`.
     fn general(datatype: DataType, rank: usize, body: &str) -> Tensor {
-        let signature = crate::signature::Signature {
-            inputs: vec![spec(datatype, rank)],
-            outputs: vec![],
-        };
-        crate::api::simple::decode_request_general(&signature, body.as_bytes())
+        use serde::de::DeserializeSeed;
+        #[derive(serde::Deserialize)]
+        struct Body<'a> {
+            #[serde(borrow)]
+            inputs: &'a serde_json::value::RawValue,
+        }
+        let spec = spec(datatype, rank);
+        let body: Body = serde_json::from_str(body).unwrap();
+        let mut de = serde_json::Deserializer::from_str(body.inputs.get());
+        crate::tensor::json::TensorSeed { spec: &spec }
+            .deserialize(&mut de)
             .unwrap()
-            .remove(0)
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //! travel as the strings `"NaN"`, `"Infinity"` and `"-Infinity"` both ways, so the output is
 //! always valid JSON. A BYTES element may also be sent as TF-Serving's `{"b64": "..."}`.
 
+use super::TensorSpec;
 use super::{DataType, Tensor, TensorData};
-use crate::signature::TensorSpec;
 use half::f16;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
@@ -599,7 +599,7 @@ pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signature::Dim;
+    use crate::tensor::Dim;
 
     fn spec(datatype: DataType, rank: usize) -> TensorSpec {
         TensorSpec {

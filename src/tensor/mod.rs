@@ -1,10 +1,18 @@
-//! Datatypes and the host-side tensor that travels between the wire formats and the model.
+//! Datatypes, the host-side tensor that travels between the wire formats and the model, the
+//! model's signature, and the wire formats themselves: JSON (`json`, with a fast path for
+//! plain nested lists of floats, `fast_json`) and raw little-endian bytes (`binary`).
 //!
-//! Nothing here knows tract: `model.rs` converts these tensors to and from the engine's own.
+//! Nothing here knows tract or HTTP: `engine` converts these tensors to and from tract's
+//! own, and `api` decides which tensors a request's body holds.
 
 pub mod binary;
 pub mod fast_json;
 pub mod json;
+mod signature;
+
+#[cfg(test)]
+pub(crate) use signature::tests::spec as test_spec;
+pub use signature::{Dim, Signature, TensorDescription, TensorSpec, check_tensor, describe_all};
 
 use half::f16;
 use std::fmt;

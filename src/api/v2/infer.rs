@@ -13,12 +13,12 @@
 //! The response is JSON, or a JSON header followed by the raw data of the outputs asked
 //! for in binary (`binary_data` per output, `binary_data_output` for all).
 
-use crate::api::{clip, decode_json};
-use crate::error::ApiError;
-use crate::http::{Body, Request, Response};
-use crate::signature::{Dim, Signature, TensorSpec};
+use crate::api::decode_json;
+use crate::http::{ApiError, Body, Request, Response, clip};
 use crate::tensor::json::{TensorSeed, write_flat, write_json_string};
-use crate::tensor::{DataType, Tensor, TensorData, binary, element_count, format_shape};
+use crate::tensor::{
+    DataType, Dim, Signature, Tensor, TensorData, TensorSpec, binary, element_count, format_shape,
+};
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -658,7 +658,7 @@ mod tests {
     use super::*;
 
     fn spec(shape: Vec<Dim>) -> TensorSpec {
-        crate::signature::tests::spec("x", shape)
+        crate::tensor::test_spec("x", shape)
     }
 
     #[test]

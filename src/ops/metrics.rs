@@ -1,4 +1,5 @@
-//! Prometheus metrics, served as text by `GET /metrics`.
+//! Prometheus metrics: the histograms and counters, and the text format `GET /metrics`
+//! serves.
 //!
 //! Everything a request touches is allocated at start-up and updated with relaxed atomic
 //! adds: a counter per route and status, a duration histogram per route, no lock and no
@@ -6,8 +7,6 @@
 //! never raw paths, so the number of series is bounded whatever clients send. The text is
 //! only put together when it is scraped.
 
-use crate::app::App;
-use crate::routes::RouteId;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -102,7 +101,7 @@ impl Histogram {
     }
 
     /// The `_bucket`, `_sum` and `_count` lines; `labels` is empty or `key="value",`.
-    fn write(&self, out: &mut String, name: &str, labels: &str) {
+    pub fn write(&self, out: &mut Exposition, name: &str, labels: &str) {
         let mut cumulative = 0;
         for (bucket, le) in self
             .buckets
@@ -110,15 +109,17 @@ impl Histogram {
             .zip(self.scale.labels.iter().chain(["+Inf"].iter()))
         {
             cumulative += bucket.load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{le}\"}} {cumulative}");
+            out.line(format_args!(
+                "{name}_bucket{{{labels}le=\"{le}\"}} {cumulative}"
+            ));
         }
         let labels = match labels.trim_end_matches(',') {
             "" => String::new(),
             some => format!("{{{some}}}"),
         };
         let sum = self.sum.load(Relaxed) as f64 / self.scale.per_unit;
-        let _ = writeln!(out, "{name}_sum{labels} {sum}");
-        let _ = writeln!(out, "{name}_count{labels} {cumulative}");
+        out.line(format_args!("{name}_sum{labels} {sum}"));
+        out.line(format_args!("{name}_count{labels} {cumulative}"));
     }
 }
 
@@ -129,46 +130,39 @@ fn status_slot(status: u16) -> usize {
     usize::from(status.clamp(100, 599) - 100)
 }
 
-/// Routes, and one more slot for requests that matched none (`route="unmatched"`).
-const ROUTE_SLOTS: usize = RouteId::ALL.len() + 1;
-
-fn route_slot(route: Option<RouteId>) -> usize {
-    route.map_or(RouteId::ALL.len(), RouteId::index)
-}
-
-fn route_label(slot: usize) -> &'static str {
-    RouteId::ALL
-        .get(slot)
-        .map_or("unmatched", |id| id.spec().template)
-}
-
-/// The server's own metrics. The model's (inference time, caught panics) are kept by
-/// the model (`Model::run_seconds`), the queue's by `App::worker`.
-pub struct Metrics {
+/// The metrics of request handling: a counter per route and status, a duration histogram
+/// per route, requests in flight and panics caught. Routes are known by their index in the
+/// route table; one more slot counts the requests that matched no route.
+pub struct RequestMetrics {
+    /// The route templates, by index: the `route` label.
+    routes: Vec<&'static str>,
     requests: Box<[[AtomicU64; STATUSES]]>,
     request_seconds: Box<[Histogram]>,
-    pub queue_wait: Histogram,
     in_flight: AtomicI64,
     panics: AtomicU64,
 }
 
-impl Default for Metrics {
-    fn default() -> Metrics {
-        Metrics::new()
-    }
-}
-
-impl Metrics {
-    pub fn new() -> Metrics {
-        Metrics {
-            requests: (0..ROUTE_SLOTS)
+impl RequestMetrics {
+    /// Metrics for routes labelled by these templates, in table order.
+    pub fn new(routes: Vec<&'static str>) -> RequestMetrics {
+        let slots = routes.len() + 1;
+        RequestMetrics {
+            routes,
+            requests: (0..slots)
                 .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
                 .collect(),
-            request_seconds: (0..ROUTE_SLOTS).map(|_| Histogram::seconds()).collect(),
-            queue_wait: Histogram::seconds(),
+            request_seconds: (0..slots).map(|_| Histogram::seconds()).collect(),
             in_flight: AtomicI64::new(0),
             panics: AtomicU64::new(0),
         }
+    }
+
+    fn slot(&self, route: Option<usize>) -> usize {
+        route.map_or(self.routes.len(), |ix| ix.min(self.routes.len()))
+    }
+
+    fn label(&self, slot: usize) -> &'static str {
+        self.routes.get(slot).copied().unwrap_or("unmatched")
     }
 
     /// Counts a request as in flight until the guard is dropped.
@@ -179,8 +173,8 @@ impl Metrics {
 
     /// Counts an answered request. Called when its response is ready, before it is sent,
     /// so a client that has its answer also sees it counted.
-    pub fn record_request(&self, route: Option<RouteId>, status: u16, elapsed: Duration) {
-        let slot = route_slot(route);
+    pub fn record_request(&self, route: Option<usize>, status: u16, elapsed: Duration) {
+        let slot = self.slot(route);
         self.requests[slot][status_slot(status)].fetch_add(1, Relaxed);
         self.request_seconds[slot].observe(elapsed);
     }
@@ -190,15 +184,56 @@ impl Metrics {
         self.panics.fetch_add(1, Relaxed);
     }
 
+    pub fn panics(&self) -> u64 {
+        self.panics.load(Relaxed)
+    }
+
     /// Requests answered so far on `route` with `status`.
-    pub fn requests(&self, route: Option<RouteId>, status: u16) -> u64 {
-        self.requests[route_slot(route)][status_slot(status)].load(Relaxed)
+    pub fn requests(&self, route: Option<usize>, status: u16) -> u64 {
+        self.requests[self.slot(route)][status_slot(status)].load(Relaxed)
+    }
+
+    /// The request counters, durations and the in-flight gauge.
+    pub fn write(&self, out: &mut Exposition) {
+        out.header(
+            "onnx_serve_requests_total",
+            "counter",
+            "Requests answered, by route template and HTTP status.",
+        );
+        for (slot, statuses) in self.requests.iter().enumerate() {
+            let route = escape(self.label(slot));
+            for (offset, count) in statuses.iter().enumerate() {
+                let count = count.load(Relaxed);
+                if count > 0 {
+                    let status = offset + 100;
+                    out.line(format_args!(
+                        "onnx_serve_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
+                    ));
+                }
+            }
+        }
+        out.header(
+            "onnx_serve_request_duration_seconds",
+            "histogram",
+            "Time from a request's head arriving to its response being ready, by route template.",
+        );
+        for (slot, histogram) in self.request_seconds.iter().enumerate() {
+            if histogram.count() > 0 {
+                let labels = format!("route=\"{}\",", escape(self.label(slot)));
+                histogram.write(out, "onnx_serve_request_duration_seconds", &labels);
+            }
+        }
+        out.gauge(
+            "onnx_serve_requests_in_flight",
+            "Requests received and not yet answered.",
+            self.in_flight.load(Relaxed),
+        );
     }
 }
 
-/// A request in flight; see `Metrics::start_request`.
+/// A request in flight; see `RequestMetrics::start_request`.
 pub struct InFlight<'a> {
-    metrics: &'a Metrics,
+    metrics: &'a RequestMetrics,
 }
 
 impl Drop for InFlight<'_> {
@@ -207,156 +242,50 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// The exposition text of everything: the server's metrics, the model's, build info.
-pub fn render(app: &App) -> String {
-    let metrics = &app.metrics;
-    let mut out = String::with_capacity(8 * 1024);
+/// The text exposition format, written as it is scraped.
+#[derive(Default)]
+pub struct Exposition {
+    text: String,
+}
 
-    header(
-        &mut out,
-        "onnx_serve_requests_total",
-        "counter",
-        "Requests answered, by route template and HTTP status.",
-    );
-    for (slot, statuses) in metrics.requests.iter().enumerate() {
-        let route = escape(route_label(slot));
-        for (offset, count) in statuses.iter().enumerate() {
-            let count = count.load(Relaxed);
-            if count > 0 {
-                let status = offset + 100;
-                let _ = writeln!(
-                    out,
-                    "onnx_serve_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
-                );
-            }
+impl Exposition {
+    pub fn new() -> Exposition {
+        Exposition {
+            text: String::with_capacity(8 * 1024),
         }
     }
 
-    header(
-        &mut out,
-        "onnx_serve_request_duration_seconds",
-        "histogram",
-        "Time from a request's head arriving to its response being ready, by route template.",
-    );
-    for (slot, histogram) in metrics.request_seconds.iter().enumerate() {
-        if histogram.count() > 0 {
-            let labels = format!("route=\"{}\",", escape(route_label(slot)));
-            histogram.write(&mut out, "onnx_serve_request_duration_seconds", &labels);
-        }
+    /// The `# HELP` and `# TYPE` lines of a metric.
+    pub fn header(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
     }
 
-    let model = app.model().ok();
-    // While the model loads, its histograms are written empty so that the series exist.
-    let (empty_seconds, empty_rows) = (Histogram::seconds(), Histogram::new(&ROWS));
-    header(
-        &mut out,
-        "onnx_serve_inference_duration_seconds",
-        "histogram",
-        "Time the model took for one run (with batching, one batch).",
-    );
-    model.map_or(&empty_seconds, |m| m.run_seconds()).write(
-        &mut out,
-        "onnx_serve_inference_duration_seconds",
-        "",
-    );
-
-    header(
-        &mut out,
-        "onnx_serve_queue_wait_seconds",
-        "histogram",
-        "Time predictions waited for a worker slot (--workers, --queue).",
-    );
-    metrics
-        .queue_wait
-        .write(&mut out, "onnx_serve_queue_wait_seconds", "");
-
-    // Only for a model with a batch dimension: for any other, a row means nothing.
-    if let Some(rows) = model.map_or(Some(&empty_rows), |m| m.batch_sizes()) {
-        header(
-            &mut out,
-            "onnx_serve_batch_size",
-            "histogram",
-            "Rows (items along the batch dimension) in one run of the model; with \
-             --max-batch-size, the rows of every request stacked into it.",
-        );
-        rows.write(&mut out, "onnx_serve_batch_size", "");
+    /// A gauge with no labels.
+    pub fn gauge(&mut self, name: &str, help: &str, value: impl std::fmt::Display) {
+        self.header(name, "gauge", help);
+        self.line(format_args!("{name} {value}"));
     }
 
-    let (busy, waiting) = app.workers.load();
-    gauge(
-        &mut out,
-        "onnx_serve_requests_in_flight",
-        "Requests received and not yet answered.",
-        metrics.in_flight.load(Relaxed),
-    );
-    gauge(
-        &mut out,
-        "onnx_serve_workers_busy",
-        "Worker slots computing now.",
-        busy,
-    );
-    gauge(
-        &mut out,
-        "onnx_serve_queue_waiting",
-        "Predictions waiting for a worker slot now.",
-        waiting,
-    );
-
-    let model_panics = model.map_or(0, |m| m.panics_caught());
-    header(
-        &mut out,
-        "onnx_serve_panics_caught_total",
-        "counter",
-        "Panics caught while handling requests or running the model (each one is a bug).",
-    );
-    let _ = writeln!(
-        out,
-        "onnx_serve_panics_caught_total {}",
-        metrics.panics.load(Relaxed) + model_panics
-    );
-
-    if let Some(model) = model {
-        header(
-            &mut out,
-            "onnx_serve_model_load_seconds",
-            "gauge",
-            "Time it took to load and optimize the model.",
-        );
-        let _ = writeln!(
-            out,
-            "onnx_serve_model_load_seconds {}",
-            model.load_time().as_secs_f64()
-        );
+    /// A histogram with no labels.
+    pub fn histogram(&mut self, name: &str, help: &str, histogram: &Histogram) {
+        self.header(name, "histogram", help);
+        histogram.write(self, name, "");
     }
 
-    header(
-        &mut out,
-        "onnx_serve_build_info",
-        "gauge",
-        "Always 1; the labels say what is running.",
-    );
-    let _ = writeln!(
-        out,
-        "onnx_serve_build_info{{version=\"{}\",model=\"{}\",tract_version=\"{}\"}} 1",
-        env!("CARGO_PKG_VERSION"),
-        escape(&app.model_name),
-        crate::model::TRACT_VERSION,
-    );
-    out
-}
+    /// One sample line.
+    pub fn line(&mut self, line: std::fmt::Arguments) {
+        let _ = self.text.write_fmt(line);
+        self.text.push('\n');
+    }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
-    header(out, name, "gauge", help);
-    let _ = writeln!(out, "{name} {value}");
+    pub fn into_text(self) -> String {
+        self.text
+    }
 }
 
 /// A label value as the exposition format writes it.
-fn escape(value: &str) -> std::borrow::Cow<'_, str> {
+pub fn escape(value: &str) -> std::borrow::Cow<'_, str> {
     if !value.contains(['\\', '"', '\n']) {
         return value.into();
     }
@@ -377,8 +306,9 @@ mod tests {
         h.observe(Duration::from_micros(100)); // exactly on the first bound
         h.observe(Duration::from_micros(101));
         h.observe(Duration::from_secs(11)); // past the last bound: +Inf only
-        let mut out = String::new();
+        let mut out = Exposition::new();
         h.write(&mut out, "x", "");
+        let out = out.into_text();
         assert!(out.contains("x_bucket{le=\"0.0001\"} 1\n"), "{out}");
         assert!(out.contains("x_bucket{le=\"0.00025\"} 2\n"), "{out}");
         assert!(out.contains("x_bucket{le=\"10\"} 2\n"), "{out}");
@@ -393,8 +323,9 @@ mod tests {
         for rows in [1, 3, 64, 2000] {
             h.observe_value(rows);
         }
-        let mut out = String::new();
+        let mut out = Exposition::new();
         h.write(&mut out, "rows", "");
+        let out = out.into_text();
         assert!(out.contains("rows_bucket{le=\"1\"} 1\n"), "{out}");
         assert!(out.contains("rows_bucket{le=\"4\"} 2\n"), "{out}");
         assert!(out.contains("rows_bucket{le=\"64\"} 3\n"), "{out}");
@@ -405,16 +336,26 @@ mod tests {
 
     #[test]
     fn requests_are_counted_by_route_and_status() {
-        let m = Metrics::new();
-        m.record_request(Some(RouteId::Predict), 200, Duration::ZERO);
-        m.record_request(Some(RouteId::Predict), 200, Duration::ZERO);
+        let m = RequestMetrics::new(vec!["/", "/predict"]);
+        m.record_request(Some(1), 200, Duration::ZERO);
+        m.record_request(Some(1), 200, Duration::ZERO);
         m.record_request(None, 404, Duration::ZERO);
         m.record_request(None, 1000, Duration::ZERO);
-        assert_eq!(m.requests(Some(RouteId::Predict), 200), 2);
-        assert_eq!(m.requests(Some(RouteId::Predict), 400), 0);
+        assert_eq!(m.requests(Some(1), 200), 2);
+        assert_eq!(m.requests(Some(1), 400), 0);
         assert_eq!(m.requests(None, 404), 1);
         assert_eq!(m.requests(None, 599), 1);
-        assert_eq!(route_label(route_slot(None)), "unmatched");
+        let mut out = Exposition::new();
+        m.write(&mut out);
+        let text = out.into_text();
+        assert!(
+            text.contains("{route=\"/predict\",status=\"200\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("{route=\"unmatched\",status=\"404\"} 1\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,13 +1,10 @@
 //! The command line: flags, their `ONNX_SERVE_*` environment variables, defaults and
-//! validation. A bad value stops the program with a clear message and exit code 2.
+//! validation, and the settings they make. A bad value stops the program with a clear
+//! message and exit code 2.
 
-use crate::auth::{ApiKey, Auth};
-use crate::batcher::BatchConfig;
-use crate::cors::Cors;
-use crate::http::BodyLimits;
-use crate::logging::LogFormat;
-use crate::model::Execution;
-use crate::server::Settings;
+use crate::engine::{BatchConfig, Execution};
+use crate::http::{ApiKey, Auth, BodyLimits, Cors, Settings};
+use crate::ops::logging::LogFormat;
 use clap::{Args, Parser, Subcommand};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -187,9 +184,12 @@ impl ServeArgs {
         }
     }
 
-    /// How the model runs: intra-op threads, batching, a run thread per worker.
+    /// How the model runs: worker slots and their line, intra-op threads, batching, a run
+    /// thread per worker.
     pub fn execution(&self) -> Execution {
         Execution {
+            workers: self.workers(),
+            queue: self.queue,
             intra_op_threads: self.intra_op_threads as usize,
             batching: (self.max_batch_size > 0).then(|| BatchConfig {
                 max_rows: self.max_batch_size,
@@ -232,6 +232,7 @@ impl ServeArgs {
             write_timeout: self.read_timeout,
             max_connection_age: optional(self.max_connection_age),
             max_threads: 1024,
+            idle_threads: (2 * self.workers()).max(16),
         }
     }
 }

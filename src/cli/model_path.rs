@@ -5,6 +5,7 @@
 //! - Triton's model layout, `VERSION/model.onnx` (the highest numeric version is served);
 //! - a Triton repository with one model, `NAME/VERSION/model.onnx`.
 
+use crate::api::DEFAULT_VERSION;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -16,9 +17,6 @@ pub struct Resolved {
     pub name: String,
     pub version: String,
 }
-
-/// The version a model has when its layout names none.
-pub const DEFAULT_VERSION: &str = "1";
 
 pub fn resolve(path: &Path) -> Result<Resolved, String> {
     let meta =

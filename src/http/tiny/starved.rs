@@ -5,7 +5,7 @@
 //! A pool thread is idle for five seconds after its last connection closed, so a burst of
 //! connections that arrives then is queued behind one or a few such threads; each of those
 //! keeps its connection for as long as the client keeps it alive, and the rest of the burst
-//! waits with no thread at all — in a benchmark, for the whole run. (`conn_pool.rs` parks the
+//! waits with no thread at all — in a benchmark, for the whole run. (`pool.rs` parks the
 //! pool's four permanent threads, which covers a fresh server, not this.)
 //!
 //! Such a connection is visible from outside tiny_http: its request sits unread in the
@@ -18,12 +18,12 @@
 //! closed after its next response. The thread that served it then takes the oldest queued
 //! connection, and the client of the closed one reconnects. When no kept-alive response has
 //! gone out to carry a close by the next look, a parked connection is released instead
-//! (`conn_pool::Parked`): at start-up, a client that connects while the last pool thread
+//! (`pool::Parked`): at start-up, a client that connects while the last pool thread
 //! is being parked can be queued for that thread, and no served connection may follow. In
 //! the first 100 ms the watcher looks every 5 ms and releases a parked connection at once
 //! (and asks for no closes).
 
-use crate::conn_pool::Parked;
+use super::pool::Parked;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,7 +37,7 @@ const PERIOD: Duration = Duration::from_millis(50);
 const STARVED_AFTER: Duration = Duration::from_millis(100);
 /// Right after start-up the watcher looks more often and frees a parked connection at once:
 /// a client that connected just as the last pool thread was being parked can be queued for
-/// that thread (`conn_pool.rs`), and its first answer should not wait for two long looks.
+/// that thread (`pool.rs`), and its first answer should not wait for two long looks.
 /// A served request can sit unread that long on a loaded machine, so this early only a
 /// parked connection is freed, never a served client's connection closed.
 const STARTUP: Duration = Duration::from_millis(100);
@@ -46,21 +46,21 @@ const STARTUP_STARVED_AFTER: Duration = Duration::from_millis(20);
 
 /// How many kept-alive connections should be closed to free threads for starved ones.
 #[derive(Default)]
-pub struct Starved {
+pub(super) struct Starved {
     closes_wanted: AtomicUsize,
 }
 
 impl Starved {
     /// True when the connection of the response being sent should close to free its thread;
     /// each call that says so uses up one wanted close.
-    pub fn take_close(&self) -> bool {
+    pub(super) fn take_close(&self) -> bool {
         self.closes_wanted
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
     }
 
     /// Starts the watcher for connections to `port`. Outside Linux it does nothing.
-    pub fn watch(self: &Arc<Starved>, port: u16, mut parked: Parked) -> std::io::Result<()> {
+    pub(super) fn watch(self: &Arc<Starved>, port: u16, mut parked: Parked) -> std::io::Result<()> {
         if !cfg!(target_os = "linux") {
             return Ok(());
         }
@@ -128,7 +128,7 @@ impl Starved {
 /// (`/proc/net/tcp`) costs the same for every socket of the machine and took 5% of a busy
 /// server's CPU.
 fn connections_with_unread_bytes(port: u16) -> HashMap<u64, u64> {
-    crate::conn_pool::own_descriptors()
+    super::procfs::own_descriptors()
         .filter_map(|fd| unread_connection(fd, port))
         .collect()
 }
@@ -139,7 +139,7 @@ fn connections_with_unread_bytes(port: u16) -> HashMap<u64, u64> {
 /// closed one.
 #[cfg(target_os = "linux")]
 fn unread_connection(fd: libc::c_int, port: u16) -> Option<(u64, u64)> {
-    use crate::conn_pool::{peer_of, tcp_info, unread_bytes};
+    use super::procfs::{peer_of, tcp_info, unread_bytes};
     // SAFETY: each call only writes into the local it is given, sized for it.
     let inode = unsafe {
         let mut stat: libc::stat = std::mem::zeroed();

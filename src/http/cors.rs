@@ -2,9 +2,10 @@
 //! `OPTIONS`, and the `Access-Control-*` headers on every response to an allowed origin.
 //! With no `--cors-origin`, nothing here adds a header and `OPTIONS` is an ordinary 405.
 
-use crate::error::ApiError;
-use crate::http::{Body, Method, Request, Response};
-use crate::routes::RouteId;
+use super::error::ApiError;
+use super::request::{Method, Request};
+use super::response::{Body, Response};
+use super::router::Allow;
 
 /// Request headers a page may send: the key, JSON, a request id, the V2 binary extension.
 const ALLOW_HEADERS: &str =
@@ -54,10 +55,10 @@ impl Cors {
     /// `Access-Control-Request-Method`) on a known route, before authentication: browsers
     /// send preflights without credentials. `None` when the request is no preflight, or
     /// CORS is off, and takes the ordinary way.
-    pub fn preflight(
+    pub(super) fn preflight(
         &self,
         req: &Request,
-        route: Option<RouteId>,
+        route: Option<Allow>,
     ) -> Option<Result<Response, ApiError>> {
         if *self == Cors::Off
             || req.method() != Method::Options
@@ -71,14 +72,14 @@ impl Cors {
                 403,
                 format!(
                     "cross-origin requests from {} are not allowed (--cors-origin)",
-                    crate::api::clip(origin, 100)
+                    super::clip(origin, 100)
                 ),
             )));
         }
         // The methods of the route: the browser refuses the request itself when the one it
         // wants is not among them.
         Some(Ok(Response::new(204, "text/plain", Body::Static(b""))
-            .with_header("Access-Control-Allow-Methods", route.spec().allow.header())
+            .with_header("Access-Control-Allow-Methods", route.header())
             .with_header("Access-Control-Allow-Headers", ALLOW_HEADERS)
             .with_header("Access-Control-Max-Age", MAX_AGE)
             .with_header(
@@ -88,7 +89,7 @@ impl Cors {
     }
 
     /// Adds the headers that let a page from an allowed origin read the response.
-    pub fn decorate(&self, req: &Request, response: &mut Response) {
+    pub(super) fn decorate(&self, req: &Request, response: &mut Response) {
         if *self != Cors::Off {
             self.decorate_for(req.header("Origin"), response);
         }

@@ -4,15 +4,13 @@
 //! send a prediction. Both are made once, when the model is installed, and served as
 //! shared bytes.
 //!
-//! The schemas say what the decoders accept: a fixed dimension is an array of exactly that
-//! many items, a symbolic one an array of at least one; numbers are bounded by their
-//! datatype; float elements may also be the strings "NaN", "Infinity", "-Infinity".
+//! Each route is documented where it is declared, in the route table (`RouteDoc`); this
+//! file knows the schemas those entries name. The schemas say what the decoders accept: a
+//! fixed dimension is an array of exactly that many items, a symbolic one an array of at
+//! least one; numbers are bounded by their datatype; float elements may also be the strings
+//! "NaN", "Infinity", "-Infinity".
 
-use crate::app::App;
-use crate::model::Model;
-use crate::routes::{Allow, RouteId};
-use crate::signature::{Dim, Signature, TensorSpec};
-use crate::tensor::DataType;
+use crate::tensor::{DataType, Dim, Signature, TensorSpec};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
@@ -24,6 +22,116 @@ const PAGE_DATA: &str = "/*PAGE_DATA*/null";
 /// its own).
 const MAX_EXAMPLE_ELEMENTS: usize = 4096;
 
+/// How one route is documented, written beside it in the route table.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteDoc {
+    /// The operation's id: `predict`, `v2_infer`.
+    pub id: &'static str,
+    /// The group the route is listed under: `simple`, `v2`, `health`...
+    pub tag: &'static str,
+    pub summary: &'static str,
+    /// The schema (a component of the document) of the JSON body the route takes.
+    pub takes: Option<&'static str>,
+    pub answer: Answer,
+    /// The route answers 503 while the model loads and while the server drains.
+    pub needs_model: bool,
+}
+
+/// What a route answers with 200.
+#[derive(Clone, Copy, Debug)]
+pub enum Answer {
+    /// JSON of this schema (a component of the document).
+    Json {
+        schema: &'static str,
+        description: &'static str,
+    },
+    /// Text of this media type.
+    Text {
+        media_type: &'static str,
+        description: &'static str,
+    },
+}
+
+impl RouteDoc {
+    /// A route that answers JSON of `schema`, needs the model, and takes no body.
+    pub const fn new(
+        id: &'static str,
+        tag: &'static str,
+        summary: &'static str,
+        schema: &'static str,
+        description: &'static str,
+    ) -> RouteDoc {
+        RouteDoc {
+            id,
+            tag,
+            summary,
+            takes: None,
+            answer: Answer::Json {
+                schema,
+                description,
+            },
+            needs_model: true,
+        }
+    }
+
+    /// A route that answers text of `media_type`.
+    pub const fn text(
+        id: &'static str,
+        tag: &'static str,
+        summary: &'static str,
+        media_type: &'static str,
+        description: &'static str,
+    ) -> RouteDoc {
+        RouteDoc {
+            answer: Answer::Text {
+                media_type,
+                description,
+            },
+            ..RouteDoc::new(id, tag, summary, "", "")
+        }
+    }
+
+    /// The route takes a JSON body of `schema`.
+    pub const fn takes(self, schema: &'static str) -> RouteDoc {
+        RouteDoc {
+            takes: Some(schema),
+            ..self
+        }
+    }
+
+    /// The route answers whether or not the model is loaded.
+    pub const fn without_model(self) -> RouteDoc {
+        RouteDoc {
+            needs_model: false,
+            ..self
+        }
+    }
+}
+
+/// One route, as the document needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct Route {
+    /// `get` or `post`.
+    pub method: &'static str,
+    /// The path, parameters as `{model}`.
+    pub template: &'static str,
+    /// Open to callers without the API key (health routes).
+    pub open: bool,
+    pub doc: &'static RouteDoc,
+}
+
+/// What the documents are made from.
+pub struct Described<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub signature: &'a Signature,
+    /// An API key is required (on every route but the open ones).
+    pub auth: bool,
+    pub routes: Vec<Route>,
+    /// Named on the page.
+    pub tract_version: &'a str,
+}
+
 /// The two documents, ready to send.
 pub struct ApiDocs {
     pub openapi: Arc<[u8]>,
@@ -31,46 +139,30 @@ pub struct ApiDocs {
 }
 
 impl ApiDocs {
-    pub fn new(app: &App, model: &Model) -> ApiDocs {
-        let described = Described {
-            name: &app.model_name,
-            version: &app.model_version,
-            signature: model.signature(),
-            auth: app.auth.is_required(),
-        };
-        let document = described.document();
-        let openapi = serde_json::to_vec(&document).expect("JSON values serialize");
-        let page = described.page();
+    pub fn new(described: &Described) -> ApiDocs {
+        let openapi = serde_json::to_vec(&described.document()).expect("JSON values serialize");
         ApiDocs {
             openapi: openapi.into(),
-            page: page.into_bytes().into(),
+            page: described.page().into_bytes().into(),
         }
     }
 }
 
-/// What the documents are made from.
-struct Described<'a> {
-    name: &'a str,
-    version: &'a str,
-    signature: &'a Signature,
-    auth: bool,
-}
-
 /// One documented operation: a route, and whether it is the `/versions/{version}` form.
 struct Operation {
-    route: RouteId,
+    route: Route,
     versioned: bool,
 }
 
 impl Operation {
-    fn all() -> Vec<Operation> {
+    fn all(routes: &[Route]) -> Vec<Operation> {
         let mut all = Vec::new();
-        for route in RouteId::ALL {
+        for &route in routes {
             all.push(Operation {
                 route,
                 versioned: false,
             });
-            if route.has_model() {
+            if has_model(&route) {
                 all.push(Operation {
                     route,
                     versioned: true,
@@ -81,7 +173,7 @@ impl Operation {
     }
 
     fn path(&self) -> String {
-        let template = self.route.spec().template;
+        let template = self.route.template;
         if !self.versioned {
             return template.to_owned();
         }
@@ -89,33 +181,8 @@ impl Operation {
         template.replacen("{model}", "{model}/versions/{version}", 1)
     }
 
-    fn method(&self) -> &'static str {
-        match self.route.spec().allow {
-            Allow::Get => "get",
-            Allow::Post => "post",
-        }
-    }
-
     fn id(&self) -> String {
-        let base = match self.route {
-            RouteId::Summary => "summary",
-            RouteId::Predict => "predict",
-            RouteId::Healthz => "healthz",
-            RouteId::Readyz => "readyz",
-            RouteId::Metrics => "metrics",
-            RouteId::OpenApi => "openapi",
-            RouteId::Docs => "docs",
-            RouteId::V2Server => "v2_server_metadata",
-            RouteId::V2Live => "v2_live",
-            RouteId::V2Ready => "v2_ready",
-            RouteId::V2Model => "v2_model_metadata",
-            RouteId::V2ModelReady => "v2_model_ready",
-            RouteId::V2ModelConfig => "v2_model_config",
-            RouteId::V2Infer => "v2_infer",
-            RouteId::V1Status => "v1_status",
-            RouteId::V1Metadata => "v1_metadata",
-            RouteId::V1Predict => "v1_predict",
-        };
+        let base = self.route.doc.id;
         if self.versioned {
             format!("{base}_versioned")
         } else {
@@ -124,61 +191,22 @@ impl Operation {
     }
 }
 
-/// A 200 answer that is text, not JSON.
-fn text(media_type: &str, description: &str) -> Value {
-    json!({
-        "description": description,
-        "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}},
-        "content": {media_type: {"schema": {"type": "string"}}},
-    })
+/// Routes under `/v1|v2/models/{model}`, which also answer under `/versions/{version}`.
+fn has_model(route: &Route) -> bool {
+    route.template.contains("{model}")
 }
 
-/// A route's one-line summary and its tag.
-fn summary(route: RouteId) -> (&'static str, &'static str) {
-    match route {
-        RouteId::Summary => ("The model's name, readiness, inputs and outputs", "simple"),
-        RouteId::Predict => ("Predict: {\"inputs\": X} -> {\"outputs\": Y}", "simple"),
-        RouteId::Healthz => ("Liveness: 200 while the process is up", "health"),
-        RouteId::Readyz => (
-            "Readiness: 200 once the model is loaded, 503 while loading or draining",
-            "health",
-        ),
-        RouteId::Metrics => ("Prometheus metrics (text exposition format)", "operations"),
-        RouteId::OpenApi => ("This document", "operations"),
-        RouteId::Docs => (
-            "An HTML page that shows the API and sends predictions",
-            "operations",
-        ),
-        RouteId::V2Server => ("Open Inference Protocol: server metadata", "v2"),
-        RouteId::V2Live => ("Open Inference Protocol: server liveness", "health"),
-        RouteId::V2Ready => ("Open Inference Protocol: server readiness", "health"),
-        RouteId::V2Model => ("Open Inference Protocol: model metadata", "v2"),
-        RouteId::V2ModelReady => ("Open Inference Protocol: model readiness", "health"),
-        RouteId::V2ModelConfig => (
-            "Triton's model configuration (the part its tools read)",
-            "v2",
-        ),
-        RouteId::V2Infer => (
-            "Open Inference Protocol: inference (JSON, or the binary tensor data extension)",
-            "v2",
-        ),
-        RouteId::V1Status => ("TF-Serving / KServe v1: model status", "v1"),
-        RouteId::V1Metadata => ("TF-Serving: the signature as serving_default", "v1"),
-        RouteId::V1Predict => (
-            "TF-Serving / KServe v1: predict with instances (rows) or inputs (columns)",
-            "v1",
-        ),
-    }
-}
+/// The schema that takes the V2 binary tensor data extension (and its header).
+const INFER_REQUEST: &str = "InferRequest";
 
 impl Described<'_> {
     fn document(&self) -> Value {
         let mut paths = Map::new();
-        for op in Operation::all() {
+        for op in Operation::all(&self.routes) {
             let entry = paths
                 .entry(op.path())
                 .or_insert_with(|| Value::Object(Map::new()));
-            entry[op.method()] = self.operation(&op);
+            entry[op.route.method] = self.operation(&op);
         }
         let mut document = json!({
             "openapi": "3.1.0",
@@ -203,16 +231,16 @@ impl Described<'_> {
     }
 
     fn operation(&self, op: &Operation) -> Value {
-        let route = op.route;
-        let (summary, tag) = summary(route);
+        let route = &op.route;
+        let doc = route.doc;
         let mut operation = json!({
             "operationId": op.id(),
-            "summary": summary,
-            "tags": [tag],
+            "summary": doc.summary,
+            "tags": [doc.tag],
             "responses": self.responses(route),
         });
         let mut parameters = Vec::new();
-        if route.has_model() {
+        if has_model(route) {
             parameters.push(json!({
                 "name": "model", "in": "path", "required": true,
                 "description": "The model's name; this server serves one",
@@ -226,10 +254,10 @@ impl Described<'_> {
                 "schema": {"type": "string", "enum": [self.version]},
             }));
         }
-        if let Some(body) = self.request_body(route) {
+        if let Some(body) = self.request_body(doc) {
             operation["requestBody"] = body;
         }
-        if route == RouteId::V2Infer {
+        if doc.takes == Some(INFER_REQUEST) {
             parameters.push(json!({
                 "name": "Inference-Header-Content-Length", "in": "header", "required": false,
                 "description": "Binary tensor data extension: the length of the JSON header \
@@ -240,19 +268,19 @@ impl Described<'_> {
         if !parameters.is_empty() {
             operation["parameters"] = Value::Array(parameters);
         }
-        if self.auth && route.is_health() {
+        if self.auth && route.open {
             // Probes carry no key.
             operation["security"] = json!([]);
         }
         operation
     }
 
-    fn request_body(&self, route: RouteId) -> Option<Value> {
-        let (schema, example) = match route {
-            RouteId::Predict => ("PredictRequest", self.predict_example()),
-            RouteId::V2Infer => ("InferRequest", self.infer_example()),
-            RouteId::V1Predict => ("V1PredictRequest", None),
-            _ => return None,
+    fn request_body(&self, doc: &RouteDoc) -> Option<Value> {
+        let schema = doc.takes?;
+        let example = match schema {
+            "PredictRequest" => self.predict_example(),
+            INFER_REQUEST => self.infer_example(),
+            _ => None,
         };
         let mut json_content =
             json!({"schema": {"$ref": format!("#/components/schemas/{schema}")}});
@@ -260,7 +288,7 @@ impl Described<'_> {
             json_content["example"] = example;
         }
         let mut content = json!({"application/json": json_content});
-        if route == RouteId::V2Infer {
+        if schema == INFER_REQUEST {
             content["application/octet-stream"] = json!({
                 "schema": {"type": "string", "format": "binary"},
             });
@@ -268,69 +296,54 @@ impl Described<'_> {
         Some(json!({"required": true, "content": content}))
     }
 
-    fn responses(&self, route: RouteId) -> Value {
-        use RouteId::*;
-        let ok = |schema: Value, description: &str| {
-            json!({
-                "description": description,
-                "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}},
-                "content": {"application/json": {"schema": schema}},
-            })
-        };
-        let schema = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
-        let success = match route {
-            Summary => ok(schema("Summary"), "What this server serves"),
-            Predict => ok(schema("PredictResponse"), "The model's outputs"),
-            Healthz => ok(
-                json!({"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}),
-                "The process is up",
-            ),
-            Readyz => ok(
-                json!({"type": "object", "required": ["ready"], "properties": {"ready": {"const": true}}}),
-                "The model is loaded and the server is not draining",
-            ),
-            Metrics => text("text/plain", "Prometheus text exposition format 0.0.4"),
-            OpenApi => ok(json!({"type": "object"}), "This document"),
-            Docs => text("text/html", "The documentation page"),
-            V2Server => ok(schema("V2ServerMetadata"), "Server metadata"),
-            V2Live => ok(
-                json!({"type": "object", "required": ["live"], "properties": {"live": {"const": true}}}),
-                "The process is up",
-            ),
-            V2Ready | V2ModelReady => ok(schema("V2Ready"), "Ready"),
-            V2Model => ok(schema("V2ModelMetadata"), "Model metadata"),
-            V2ModelConfig => ok(schema("V2ModelConfig"), "Triton's model configuration"),
-            V2Infer => {
-                let mut answer = ok(schema("InferResponse"), "The model's outputs");
-                answer["headers"]["Inference-Header-Content-Length"] = json!({
-                    "description": "With binary outputs: the length of the JSON header",
-                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    fn responses(&self, route: &Route) -> Value {
+        let doc = route.doc;
+        let request_id = json!({"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}});
+        let success = match doc.answer {
+            Answer::Json {
+                schema,
+                description,
+            } => {
+                let mut answer = json!({
+                    "description": description,
+                    "headers": request_id,
+                    "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}},
                 });
-                answer["content"]["application/octet-stream"] = json!({
-                    "schema": {"type": "string", "format": "binary"},
-                });
+                if doc.takes == Some(INFER_REQUEST) {
+                    answer["headers"]["Inference-Header-Content-Length"] = json!({
+                        "description": "With binary outputs: the length of the JSON header",
+                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                    });
+                    answer["content"]["application/octet-stream"] = json!({
+                        "schema": {"type": "string", "format": "binary"},
+                    });
+                }
                 answer
             }
-            V1Status => ok(schema("V1Status"), "Model status"),
-            V1Metadata => ok(schema("V1Metadata"), "The signature"),
-            V1Predict => ok(schema("V1PredictResponse"), "The model's outputs"),
+            Answer::Text {
+                media_type,
+                description,
+            } => json!({
+                "description": description,
+                "headers": request_id,
+                "content": {media_type: {"schema": {"type": "string"}}},
+            }),
         };
         let mut responses = json!({"200": success});
         let mut errors: Vec<&str> = vec!["405"];
-        if route.has_model() {
+        if has_model(route) {
             errors.push("404");
         }
-        let needs_model = !matches!(route, Healthz | Metrics | V2Server | V2Live | V1Status);
-        if needs_model {
+        if doc.needs_model {
             errors.push("503");
         }
-        if matches!(route, Predict | V2Infer | V1Predict) {
+        if doc.takes.is_some() {
             errors.extend(["400", "408", "413", "500"]);
         }
-        if route == V2Infer {
+        if doc.takes == Some(INFER_REQUEST) {
             errors.push("415");
         }
-        if self.auth && !route.is_health() {
+        if self.auth && !route.open {
             errors.push("401");
         }
         for status in errors {
@@ -427,6 +440,10 @@ impl Described<'_> {
                 "additionalProperties": false,
             },
             "TensorDescription": description,
+            "Document": {"type": "object"},
+            "Healthz": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},
+            "Readyz": {"type": "object", "required": ["ready"], "properties": {"ready": {"const": true}}},
+            "V2Live": {"type": "object", "required": ["live"], "properties": {"live": {"const": true}}},
             "Summary": {
                 "type": "object",
                 "required": ["name", "status", "ready", "inputs", "outputs", "request_example", "links"],
@@ -729,16 +746,15 @@ impl Described<'_> {
                 .map(|s| serde_json::to_value(s.describe()).expect("descriptions serialize"))
                 .collect()
         };
-        let routes: Vec<Value> = Operation::all()
+        let routes: Vec<Value> = self
+            .routes
             .iter()
-            .filter(|op| !op.versioned)
-            .map(|op| {
-                let spec = op.route.spec();
+            .map(|route| {
                 json!({
-                    "method": spec.allow.header().split(',').next().unwrap_or("GET"),
-                    "path": spec.template.replace("{model}", self.name),
-                    "summary": summary(op.route).0,
-                    "open": !self.auth || op.route.is_health(),
+                    "method": route.method.to_ascii_uppercase(),
+                    "path": route.template.replace("{model}", self.name),
+                    "summary": route.doc.summary,
+                    "open": !self.auth || route.open,
                 })
             })
             .collect();
@@ -746,7 +762,7 @@ impl Described<'_> {
             "name": self.name,
             "version": self.version,
             "server_version": env!("CARGO_PKG_VERSION"),
-            "tract_version": crate::model::TRACT_VERSION,
+            "tract_version": self.tract_version,
             "auth": self.auth,
             "inputs": describe(&self.signature.inputs),
             "outputs": describe(&self.signature.outputs),
@@ -919,7 +935,7 @@ fn script_json(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signature::tests::spec;
+    use crate::tensor::test_spec as spec;
 
     fn digits() -> Signature {
         Signature {
@@ -934,12 +950,31 @@ mod tests {
         }
     }
 
+    const PREDICT: RouteDoc = RouteDoc::new("predict", "simple", "Predict", "PredictResponse", "")
+        .takes("PredictRequest");
+    const READY: RouteDoc = RouteDoc::new("v2_ready", "health", "Ready", "V2Ready", "");
+    const METRICS: RouteDoc =
+        RouteDoc::text("metrics", "operations", "Metrics", "text/plain", "").without_model();
+
     fn described(signature: &Signature) -> Described<'_> {
+        let route = |method, template, open, doc| Route {
+            method,
+            template,
+            open,
+            doc,
+        };
         Described {
             name: "digits",
             version: "1",
             signature,
-            auth: false,
+            auth: true,
+            routes: vec![
+                route("post", "/predict", false, &PREDICT),
+                route("get", "/v2/models/{model}/ready", true, &READY),
+                route("post", "/v1/models/{model}:predict", false, &PREDICT),
+                route("get", "/metrics", false, &METRICS),
+            ],
+            tract_version: "0",
         }
     }
 
@@ -958,27 +993,27 @@ mod tests {
     }
 
     #[test]
-    fn every_route_is_documented() {
+    fn every_route_is_documented_with_its_versioned_form_and_its_errors() {
         let signature = digits();
         let document = described(&signature).document();
         let paths = document["paths"].as_object().unwrap();
-        for route in RouteId::ALL {
-            let spec = route.spec();
-            let method = if spec.allow == Allow::Post {
-                "post"
-            } else {
-                "get"
-            };
-            assert!(
-                paths[spec.template].get(method).is_some(),
-                "{} {}",
-                method,
-                spec.template
-            );
+        let predict = &paths["/predict"]["post"];
+        assert_eq!(predict["operationId"], "predict");
+        assert!(predict["requestBody"]["content"]["application/json"]["example"].is_object());
+        for status in ["400", "401", "405", "408", "413", "500", "503"] {
+            assert!(predict["responses"].get(status).is_some(), "{status}");
         }
-        assert!(paths.contains_key("/v2/models/{model}/versions/{version}/infer"));
+        assert!(predict["responses"].get("404").is_none());
+        let ready = &paths["/v2/models/{model}/versions/{version}/ready"]["get"];
+        assert_eq!(ready["operationId"], "v2_ready_versioned");
+        assert!(ready["responses"].get("404").is_some());
+        assert!(ready["responses"].get("401").is_none(), "open to probes");
+        assert_eq!(ready["security"], json!([]));
         assert!(paths.contains_key("/v1/models/{model}/versions/{version}:predict"));
-        assert!(document.get("security").is_none());
+        let metrics = &paths["/metrics"]["get"]["responses"];
+        assert!(metrics["200"]["content"]["text/plain"].is_object());
+        assert!(metrics.get("503").is_none());
+        assert_eq!(document["security"], json!([{"bearer": []}]));
     }
 
     #[test]

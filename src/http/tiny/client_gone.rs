@@ -1,8 +1,6 @@
-//! Whether the client of a request has gone away, asked of a request that waited long for
-//! a worker slot or for its batch: a client that timed out and left (or a proxy that gave
-//! up on it) is not owed a run, and running the model for nobody makes everyone queued
-//! behind it wait longer. Under overload that is what keeps a queue long after its clients
-//! have stopped waiting.
+//! Whether the client of a request has gone away, which the engine's admission line asks
+//! of a request that waited long for a worker slot or for its batch: a client that timed
+//! out and left (or a proxy that gave up on it) is not owed a run.
 //!
 //! tiny_http does not give handlers the socket, so the connection is found among this
 //! process's descriptors by the client's address, and the kernel's TCP state says whether
@@ -14,51 +12,15 @@
 //! request) count as still there.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 #[cfg(target_os = "linux")]
 use std::{collections::HashMap, sync::Mutex};
-
-/// A request that waited this long (for a worker slot, or for its batch) is not run if its
-/// client has left meanwhile. Short enough to catch clients that time out after a second or
-/// more; long enough that the look (a few system calls, a pass over the descriptors now and
-/// then) is small beside the wait.
-pub const ASK_AFTER: Duration = Duration::from_millis(20);
-
-/// When a full queue last asked its waiters about their clients: it asks at most once per
-/// `ASK_AFTER` (a look costs a few system calls per waiter, and a full queue is when the
-/// machine is busiest), and only when some waiter has waited that long.
-#[derive(Default)]
-pub struct LastAsked(Option<Instant>);
-
-impl LastAsked {
-    /// True when `every` has passed since the last ask (or there was none).
-    pub fn due(&self, now: Instant, every: Duration) -> bool {
-        self.0
-            .is_none_or(|asked| now.saturating_duration_since(asked) >= every)
-    }
-
-    pub fn asked(&mut self, now: Instant) {
-        self.0 = Some(now);
-    }
-}
-
-/// True when a request that has waited `waited` should not run: it waited `ASK_AFTER` or
-/// more and its client, at `client`, has left meanwhile.
-pub fn left_while_waiting(waited: Duration, client: Option<SocketAddr>) -> bool {
-    if waited < ASK_AFTER {
-        return false;
-    }
-    let waiting_since = Instant::now()
-        .checked_sub(waited)
-        .unwrap_or_else(Instant::now);
-    client.is_some_and(|peer| has_gone(peer, waiting_since))
-}
 
 /// True when the connection from `peer`, open since before `waiting_since`, shows the
 /// client's FIN or a reset and nothing unread. False when it is open, or cannot be found.
 #[cfg(target_os = "linux")]
-pub fn has_gone(peer: SocketAddr, waiting_since: Instant) -> bool {
-    use crate::conn_pool::peer_of;
+pub fn client_left(peer: SocketAddr, waiting_since: Instant) -> bool {
+    use super::procfs::peer_of;
     let Some(fd) = connection_from(peer, waiting_since) else {
         return false;
     };
@@ -68,7 +30,7 @@ pub fn has_gone(peer: SocketAddr, waiting_since: Instant) -> bool {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn has_gone(_peer: SocketAddr, _waiting_since: Instant) -> bool {
+pub fn client_left(_peer: SocketAddr, _waiting_since: Instant) -> bool {
     false
 }
 
@@ -92,7 +54,7 @@ static CONNECTIONS: Mutex<Option<Connections>> = Mutex::new(None);
 /// So passes come at most once per wait, however many requests ask.
 #[cfg(target_os = "linux")]
 fn connection_from(peer: SocketAddr, waiting_since: Instant) -> Option<i32> {
-    use crate::conn_pool::{own_descriptors, peer_of};
+    use super::procfs::{own_descriptors, peer_of};
     let mut known = CONNECTIONS.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(known) = known.as_ref() {
         let remembered = known.by_peer.get(&peer).copied();
@@ -124,7 +86,7 @@ const CLIENT_GONE_STATES: [u8; 4] = [7, 8, 9, 11];
 /// bytes. The calls only query the socket: on a descriptor closed meanwhile they fail.
 #[cfg(target_os = "linux")]
 fn shows_client_gone(fd: i32) -> bool {
-    use crate::conn_pool::{tcp_info, unread_bytes};
+    use super::procfs::{tcp_info, unread_bytes};
     tcp_info(fd).is_some_and(|(info, _)| CLIENT_GONE_STATES.contains(&info.tcpi_state))
         && unread_bytes(fd) == Some(0)
 }
@@ -134,6 +96,7 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::time::Duration;
 
     #[test]
     fn a_client_that_closed_has_gone_and_an_open_one_has_not() {
@@ -163,15 +126,15 @@ mod tests {
         drop(closed);
         // The FIN crosses loopback at once, but give the kernel a moment.
         let deadline = Instant::now() + Duration::from_secs(2);
-        while !has_gone(closed_addr, since) && Instant::now() < deadline {
+        while !client_left(closed_addr, since) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert!(has_gone(closed_addr, since));
-        assert!(!has_gone(open.local_addr().unwrap(), since));
-        assert!(!has_gone(told_close.local_addr().unwrap(), since));
+        assert!(client_left(closed_addr, since));
+        assert!(!client_left(open.local_addr().unwrap(), since));
+        assert!(!client_left(told_close.local_addr().unwrap(), since));
         let pipelined = pipelined.local_addr().unwrap();
-        assert!(!has_gone(pipelined, since), "unread bytes come first");
+        assert!(!client_left(pipelined, since), "unread bytes come first");
         let nobody: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        assert!(!has_gone(nobody, Instant::now()));
+        assert!(!client_left(nobody, Instant::now()));
     }
 }

@@ -7,7 +7,7 @@
 //! It is written for every request, so the text is assembled in a buffer of the request
 //! thread rather than in a new string each time.
 
-use crate::http::Request;
+use super::request::Request;
 use log::{Level, info, log_enabled};
 use std::cell::RefCell;
 use std::time::Duration;

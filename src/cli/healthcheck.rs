@@ -1,13 +1,30 @@
 //! `onnx-serve healthcheck`: one GET to a health route of a server on this host, exit 0 when
 //! it answers 200. Made for container `HEALTHCHECK`s on an image with no shell and no curl.
 
+use super::Cli;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::process::ExitCode;
 use std::time::Duration;
+
+/// Exit 0 when the server on --host/--port answers 200 on `path`, else log why and exit 1.
+pub fn run(cli: &Cli, path: &str, timeout: Duration) -> ExitCode {
+    let address = match cli.serve.address() {
+        Ok(address) => address,
+        Err(e) => return super::cannot_start(e),
+    };
+    match probe(address, path, timeout) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("unhealthy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// GETs `path` from the server listening on `listen` (its `--host`/`--port`); `Ok` on a 200,
 /// else one line saying what went wrong.
-pub fn probe(listen: SocketAddr, path: &str, timeout: Duration) -> Result<(), String> {
+fn probe(listen: SocketAddr, path: &str, timeout: Duration) -> Result<(), String> {
     let addr = reachable(listen);
     let url = format!("http://{addr}{path}");
     let mut stream = TcpStream::connect_timeout(&addr, timeout)

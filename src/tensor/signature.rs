@@ -1,7 +1,7 @@
 //! The model's signature: the names, datatypes and shapes of its inputs and outputs, and the
 //! check that a request's tensors fit it.
 
-use crate::tensor::{DataType, Tensor, format_shape};
+use super::{DataType, Tensor, format_shape};
 use serde::Serialize;
 use std::collections::HashMap;
 

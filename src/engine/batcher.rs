@@ -7,15 +7,15 @@
 //! the batch dimension, in arrival order. While every runner is busy, requests pile up and
 //! the next batch is larger: under load batches grow by themselves, and a lone request runs
 //! at once. `delay` lets a runner wait a little for more requests before it starts a batch
-//! that is not full, trading that much latency for larger batches. A request that waited
-//! long and whose client has left meanwhile is left out of its batch (`client_gone`), and
-//! a full queue makes room for a newcomer by dropping such requests first.
+//! that is not full, trading that much latency for larger batches. Requests wait in the
+//! admission line (`queue.rs`): a request that waited long and whose caller has left
+//! meanwhile is left out of its batch, and a full line makes room for a newcomer by turning
+//! such requests away first.
 
-use crate::client_gone::{self, ASK_AFTER, LastAsked};
-use crate::model::RunError;
+use super::model::RunError;
+use super::queue::{self, Caller, Line};
 use crate::tensor::Tensor;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -45,10 +45,8 @@ pub struct Batcher {
 struct Shared {
     config: BatchConfig,
     run: Box<RunFn>,
-    waiting: Mutex<VecDeque<Waiting>>,
+    line: Mutex<Line<Waiting>>,
     arrived: Condvar,
-    /// Only a newcomer that finds the queue full takes this, after `waiting`.
-    last_asked: Mutex<LastAsked>,
 }
 
 /// A request waiting for a runner.
@@ -56,9 +54,29 @@ struct Waiting {
     inputs: Vec<Tensor>,
     rows: usize,
     arrived: Instant,
-    /// The client's address, for a request over HTTP.
-    client: Option<SocketAddr>,
+    caller: Option<Caller>,
+    /// The `delay` a batch may wait on purpose, which does not count as waiting.
+    delay: Duration,
     reply: SyncSender<Result<Vec<Tensor>, RunError>>,
+}
+
+impl queue::Waiter for Waiting {
+    fn caller(&self) -> Option<Caller> {
+        self.caller
+    }
+
+    fn since(&self) -> Instant {
+        self.arrived
+    }
+
+    fn waited(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.arrived)
+            .saturating_sub(self.delay)
+    }
+
+    fn turn_away(self) {
+        let _ = self.reply.send(Err(RunError::CallerLeft));
+    }
 }
 
 impl Batcher {
@@ -67,9 +85,8 @@ impl Batcher {
         let shared = Arc::new(Shared {
             config,
             run,
-            waiting: Mutex::new(VecDeque::new()),
+            line: Mutex::new(Line::new(config.max_waiting)),
             arrived: Condvar::new(),
-            last_asked: Mutex::new(LastAsked::default()),
         });
         for n in 0..config.runners.max(1) {
             let shared = shared.clone();
@@ -85,7 +102,7 @@ impl Batcher {
     pub fn run(
         &self,
         inputs: Vec<Tensor>,
-        client: Option<SocketAddr>,
+        caller: Option<Caller>,
     ) -> Result<Vec<Tensor>, RunError> {
         let shared = &self.shared;
         let rows = inputs.first().and_then(|t| t.shape.first()).copied();
@@ -96,21 +113,19 @@ impl Batcher {
         };
         let (reply, answer) = sync_channel(1);
         {
-            let mut waiting = shared.lock();
-            if waiting.len() >= shared.config.max_waiting {
-                waiting = shared.drop_waiters_whose_client_left(waiting);
+            let mut line = shared.lock();
+            if line.is_full() {
+                line = queue::make_room(&shared.line, line, |line| line);
+                if line.is_full() {
+                    return Err(RunError::Busy(line.busy()));
+                }
             }
-            if waiting.len() >= shared.config.max_waiting {
-                return Err(RunError::Busy(format!(
-                    "the server is busy: {} requests are already waiting (--queue)",
-                    waiting.len()
-                )));
-            }
-            waiting.push_back(Waiting {
+            line.waiting.push_back(Waiting {
                 inputs,
                 rows,
                 arrived: Instant::now(),
-                client,
+                caller,
+                delay: shared.config.delay,
                 reply,
             });
         }
@@ -124,50 +139,8 @@ impl Batcher {
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, VecDeque<Waiting>> {
-        // The queue is consistent between statements; a poisoned lock changes nothing.
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Takes out of a full queue the requests whose client left while they waited,
-    /// answering them `ClientGone`, as the worker queue does (`workers.rs`). The clients are
-    /// asked without the lock held: finding a connection may take a pass over descriptors.
-    fn drop_waiters_whose_client_left<'a>(
-        &'a self,
-        waiting: MutexGuard<'a, VecDeque<Waiting>>,
-    ) -> MutexGuard<'a, VecDeque<Waiting>> {
-        let now = Instant::now();
-        let mut last_asked = self.last_asked.lock().unwrap_or_else(|p| p.into_inner());
-        if !last_asked.due(now, ASK_AFTER) {
-            return waiting;
-        }
-        // Identified by client and arrival: a connection has one request waiting at a time.
-        let to_ask: Vec<(SocketAddr, Instant)> = waiting
-            .iter()
-            .filter(|w| waited(w, now, self.config.delay) >= ASK_AFTER)
-            .filter_map(|w| Some((w.client?, w.arrived)))
-            .collect();
-        if to_ask.is_empty() {
-            return waiting;
-        }
-        last_asked.asked(now);
-        drop(last_asked);
-        drop(waiting);
-        let left: Vec<(SocketAddr, Instant)> = to_ask
-            .into_iter()
-            .filter(|&(client, arrived)| client_gone::has_gone(client, arrived))
-            .collect();
-        let mut waiting = self.lock();
-        waiting.retain(|w| {
-            let gone = w
-                .client
-                .is_some_and(|client| left.contains(&(client, w.arrived)));
-            if gone {
-                let _ = w.reply.send(Err(RunError::ClientGone));
-            }
-            !gone
-        });
-        waiting
+    fn lock(&self) -> MutexGuard<'_, Line<Waiting>> {
+        queue::relock(&self.line)
     }
 
     fn runner_loop(&self) {
@@ -184,30 +157,27 @@ impl Shared {
     /// Waits for requests, lets more arrive for up to `delay`, and takes a batch.
     fn next_batch(&self) -> Vec<Waiting> {
         let config = self.config;
-        let mut waiting = self.lock();
+        let mut line = self.lock();
         loop {
-            while waiting.is_empty() {
-                waiting = self
-                    .arrived
-                    .wait(waiting)
-                    .unwrap_or_else(|p| p.into_inner());
+            while line.waiting.is_empty() {
+                line = self.arrived.wait(line).unwrap_or_else(|p| p.into_inner());
             }
-            let deadline = waiting[0].arrived + config.delay;
-            while !waiting.is_empty() && rows(&waiting) < config.max_rows {
+            let deadline = line.waiting[0].arrived + config.delay;
+            while !line.waiting.is_empty() && rows(&line.waiting) < config.max_rows {
                 let now = Instant::now();
                 if now >= deadline {
                     break;
                 }
-                waiting = self
+                line = self
                     .arrived
-                    .wait_timeout(waiting, deadline - now)
+                    .wait_timeout(line, deadline - now)
                     .unwrap_or_else(|p| p.into_inner())
                     .0;
             }
             // Another runner may have taken them while this one waited.
-            if !waiting.is_empty() {
-                let batch = take_batch(&mut waiting, config.max_rows);
-                if !waiting.is_empty() {
+            if !line.waiting.is_empty() {
+                let batch = take_batch(&mut line.waiting, config.max_rows);
+                if !line.waiting.is_empty() {
                     // More are waiting: let another runner start on them.
                     self.arrived.notify_one();
                 }
@@ -217,7 +187,7 @@ impl Shared {
     }
 
     fn execute(&self, batch: Vec<Waiting>) {
-        let batch = without_clients_gone(batch, self.config.delay);
+        let batch = without_callers_gone(batch);
         if batch.is_empty() {
             return;
         }
@@ -261,29 +231,22 @@ impl Shared {
     }
 }
 
-/// The batch less the requests whose client left while they waited, which are answered
-/// `ClientGone` at once. The `delay` a batch may wait on purpose does not count as waiting.
-/// Asked outside the lock: a look may cost a pass over descriptors.
-fn without_clients_gone(batch: Vec<Waiting>, delay: Duration) -> Vec<Waiting> {
+/// The batch less the requests whose caller left while they waited, which are answered
+/// at once. Asked outside the lock: a look may cost a pass over descriptors.
+fn without_callers_gone(batch: Vec<Waiting>) -> Vec<Waiting> {
+    use queue::Waiter;
     batch
         .into_iter()
         .filter_map(|waiting| {
-            let waited = waited(&waiting, Instant::now(), delay);
-            if client_gone::left_while_waiting(waited, waiting.client) {
-                let _ = waiting.reply.send(Err(RunError::ClientGone));
+            let waited = waiting.waited(Instant::now());
+            if queue::left_while_waiting(waiting.caller, waited) {
+                waiting.turn_away();
                 None
             } else {
                 Some(waiting)
             }
         })
         .collect()
-}
-
-/// How long a request has waited by `now`, not counting the `delay` a batch may wait on
-/// purpose.
-fn waited(waiting: &Waiting, now: Instant, delay: Duration) -> Duration {
-    now.saturating_duration_since(waiting.arrived)
-        .saturating_sub(delay)
 }
 
 fn rows(waiting: &VecDeque<Waiting>) -> usize {
@@ -421,7 +384,8 @@ mod tests {
             inputs: vec![rows_of(&vec![0; rows * width], width)],
             rows,
             arrived: Instant::now(),
-            client: None,
+            caller: None,
+            delay: Duration::ZERO,
             reply: tx.clone(),
         };
         let mut queue: VecDeque<Waiting> = [
@@ -439,22 +403,14 @@ mod tests {
         assert_eq!(left, vec![1, 4]);
     }
 
-    /// Our end of a real connection whose client has closed it, and the client's address,
-    /// as a request over HTTP would have.
-    #[cfg(target_os = "linux")]
-    fn closed_connection() -> (std::net::TcpStream, SocketAddr) {
-        use std::net::{TcpListener, TcpStream};
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let ours = listener.accept().unwrap();
-        drop(client);
-        ours
+    /// A caller that has left.
+    fn gone() -> Caller {
+        Caller::new(std::net::SocketAddr::from(([127, 0, 0, 1], 1)), |_, _| true)
     }
 
     #[test]
-    #[cfg(target_os = "linux")]
-    fn a_request_whose_client_left_while_it_waited_is_left_out_of_its_batch() {
-        let (_our_end, gone) = closed_connection();
+    fn a_request_whose_caller_left_while_it_waited_is_left_out_of_its_batch() {
+        let gone = gone();
 
         let seen = Arc::new(Mutex::new(Vec::new()));
         let config = BatchConfig {
@@ -469,8 +425,8 @@ mod tests {
                 config,
                 Box::new(move |inputs: Vec<Tensor>| {
                     runs.lock().unwrap().push(inputs[0].shape[0]);
-                    // Longer than `client_gone::ASK_AFTER`, for the request behind it.
-                    thread::sleep(3 * client_gone::ASK_AFTER);
+                    // Longer than `queue::ASK_AFTER`, for the request behind it.
+                    thread::sleep(3 * queue::ASK_AFTER);
                     Ok(inputs)
                 }),
             )
@@ -486,16 +442,15 @@ mod tests {
         }
         // ...while this one waits for the next batch, its client gone.
         let left = batcher.run(vec![rows_of(&[3, 4, 5, 6], 2)], Some(gone));
-        assert!(matches!(left, Err(RunError::ClientGone)), "{left:?}");
+        assert!(matches!(left, Err(RunError::CallerLeft)), "{left:?}");
         assert_eq!(first.join().unwrap().unwrap()[0].shape, vec![1, 2]);
         assert_eq!(*seen.lock().unwrap(), vec![1], "only the first request ran");
     }
 
     #[test]
-    #[cfg(target_os = "linux")]
-    fn a_full_queue_makes_room_by_dropping_a_request_whose_client_left() {
+    fn a_full_queue_makes_room_by_dropping_a_request_whose_caller_left() {
         use std::sync::mpsc::channel;
-        let (_our_end, gone) = closed_connection();
+        let gone = gone();
 
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (finish_first, first_may_finish) = channel::<()>();
@@ -534,10 +489,10 @@ mod tests {
             thread::sleep(Duration::from_millis(1));
         }
         let left = run_in_thread(&[3, 4], Some(gone));
-        while batcher.shared.lock().is_empty() {
+        while batcher.shared.lock().waiting.is_empty() {
             thread::sleep(Duration::from_millis(1));
         }
-        thread::sleep(ASK_AFTER + Duration::from_millis(5));
+        thread::sleep(queue::ASK_AFTER + Duration::from_millis(5));
         // A newcomer takes its place rather than being refused.
         let newcomer = run_in_thread(&[5, 6, 7, 8], None);
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -547,7 +502,7 @@ mod tests {
         // Answered while the first request still runs (or, failing, once it has run).
         finish_first.send(()).unwrap();
         let left = left.join().unwrap();
-        assert!(matches!(left, Err(RunError::ClientGone)), "{left:?}");
+        assert!(matches!(left, Err(RunError::CallerLeft)), "{left:?}");
         assert_eq!(first.join().unwrap().unwrap()[0].shape, vec![1, 2]);
         assert_eq!(newcomer.join().unwrap().unwrap()[0].shape, vec![2, 2]);
         assert_eq!(

@@ -14,12 +14,10 @@
 //!   listening socket has no receive timeout yet, so they never time out: renewing them
 //!   would free a thread, and each renewal hands its replacement to the longest-idle
 //!   thread, keeping threads idle forever.
-//! - **Accept keep-alive.** The listening socket carries the receive timeout that accepted
-//!   sockets inherit (`--keep-alive-timeout`), and Linux applies it to `accept()` too:
-//!   tiny_http's accept loop ends at its first error. A signal to the accept thread while it
-//!   waits makes `accept()` return `EINTR`, which std retries with a fresh timeout; sent
-//!   every third of the timeout, `accept()` never times out and no connection is needed.
+//! - **Starved connections** (`starved.rs`) covers bursts after start-up.
 
+#[cfg(target_os = "linux")]
+use super::procfs::{accepted_from, blocked_in, is_read, poll_until, tasks, waiting_on};
 use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::thread;
@@ -32,22 +30,19 @@ const PERMANENT_THREADS: usize = 4;
 /// during start-up; this bounds them.
 const MAX_PARKED: usize = 2 * PERMANENT_THREADS;
 
-/// How long start-up waits for tiny_http's pool at each step before going on regardless.
-const POOL_DEADLINE: Duration = Duration::from_secs(1);
-
 /// Without `/proc`: time for the pool's threads to start waiting, then to take connections.
 const POOL_STARTUP: Duration = Duration::from_millis(20);
 
 /// Our ends of the parked connections.
 #[derive(Default)]
-pub struct Parked {
+pub(super) struct Parked {
     streams: Vec<TcpStream>,
 }
 
 impl Parked {
     /// Our ends of connections parked elsewhere, for tests of what releases them.
     #[cfg(test)]
-    pub fn holding(streams: Vec<TcpStream>) -> Parked {
+    pub(super) fn holding(streams: Vec<TcpStream>) -> Parked {
         Parked { streams }
     }
 
@@ -55,7 +50,7 @@ impl Parked {
     /// tiny_http queued for an idle thread; false when none is left. For a connection that
     /// was queued for a thread that then took a parked one instead, when no served
     /// connection closes to free a thread for it (`starved.rs`).
-    pub fn release_one(&mut self) -> bool {
+    pub(super) fn release_one(&mut self) -> bool {
         match self.streams.pop() {
             Some(stream) => {
                 let _ = stream.shutdown(std::net::Shutdown::Both);
@@ -68,7 +63,7 @@ impl Parked {
 
 /// Parks a connection on each idle thread of tiny_http's pool. Call it before the listening
 /// socket gets its receive timeout.
-pub fn park_idle_threads(listening: SocketAddr) -> io::Result<Parked> {
+pub(super) fn park_idle_threads(listening: SocketAddr) -> io::Result<Parked> {
     let target = reachable(listening);
     let mut parked = Parked::default();
     // A connection that arrives before the pool's threads wait for work gets a thread of
@@ -143,32 +138,6 @@ fn wait_for_idle_pool() -> Option<u64> {
     })
 }
 
-/// How many threads are blocked on the futex at `address`.
-#[cfg(target_os = "linux")]
-fn waiting_on(address: u64) -> usize {
-    tasks()
-        .filter_map(blocked_in)
-        .filter(|&blocked| blocked == (libc::SYS_futex, address))
-        .count()
-}
-
-/// Checks `found` every 200 µs until it gives an answer or `POOL_DEADLINE` passes: the
-/// threads usually get there within a millisecond, and start-up waits on them.
-#[cfg(target_os = "linux")]
-fn poll_until<T>(mut found: impl FnMut() -> Option<T>) -> Option<T> {
-    use std::time::Instant;
-    let deadline = Instant::now() + POOL_DEADLINE;
-    loop {
-        if let Some(answer) = found() {
-            return Some(answer);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_micros(200));
-    }
-}
-
 /// The address to reach a listener on from this host: loopback for a wildcard bind.
 fn reachable(listening: SocketAddr) -> SocketAddr {
     match listening.ip() {
@@ -180,155 +149,6 @@ fn reachable(listening: SocketAddr) -> SocketAddr {
         }
         _ => listening,
     }
-}
-
-/// The id of tiny_http's accept thread: the thread of this process blocked in `accept()`
-/// on `listener_fd`. Waits up to a second for it to get there. Fails outside Linux, or
-/// without `/proc`.
-#[cfg(target_os = "linux")]
-pub fn find_accept_thread(listener_fd: i32) -> Result<i32, String> {
-    poll_until(|| tasks().find(|&tid| waits_in_accept(tid, listener_fd)))
-        .ok_or_else(|| "tiny_http's accept thread was not found in /proc/self/task".into())
-}
-
-#[cfg(not(target_os = "linux"))]
-pub fn find_accept_thread(_listener_fd: i32) -> Result<i32, String> {
-    Err("finding the accept thread needs Linux".into())
-}
-
-/// Keeps tiny_http's `accept()` on `listener_fd`, in thread `tid`, from timing out, by
-/// interrupting it every `period`.
-#[cfg(target_os = "linux")]
-pub fn keep_accept_alive(tid: i32, listener_fd: i32, period: Duration) -> Result<(), String> {
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicBool;
-
-    // The handler only has to exist: without one the signal would end the process.
-    signal_hook::flag::register(libc::SIGUSR2, Arc::new(AtomicBool::new(false)))
-        .map_err(|e| format!("cannot install a SIGUSR2 handler: {e}"))?;
-    thread::Builder::new()
-        .name("accept-keeper".into())
-        .spawn(move || {
-            loop {
-                thread::sleep(period);
-                // Only a thread seen waiting in accept() on our socket is signalled, so a
-                // reused thread id can never be interrupted by mistake.
-                if waits_in_accept(tid, listener_fd) {
-                    // SAFETY: tgkill only queues a signal for that thread of this process;
-                    // SIGUSR2 has a handler that does nothing.
-                    unsafe {
-                        libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGUSR2);
-                    }
-                }
-            }
-        })
-        .map_err(|e| e.to_string())?;
-    Ok(())
-}
-
-#[cfg(not(target_os = "linux"))]
-pub fn keep_accept_alive(_tid: i32, _listener_fd: i32, _period: Duration) -> Result<(), String> {
-    Err("idle timeouts need Linux".into())
-}
-
-/// The ids of this process's threads.
-#[cfg(target_os = "linux")]
-fn tasks() -> impl Iterator<Item = i32> {
-    numbered_entries("/proc/self/task")
-}
-
-/// This process's open file descriptors (none where there is no `/proc`).
-pub fn own_descriptors() -> impl Iterator<Item = i32> {
-    numbered_entries("/proc/self/fd")
-}
-
-/// The entries of a `/proc` directory that are numbers: thread ids, descriptors.
-fn numbered_entries(dir: &str) -> impl Iterator<Item = i32> {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-}
-
-/// True when the thread is blocked in `accept`/`accept4` on that socket.
-#[cfg(target_os = "linux")]
-fn waits_in_accept(tid: i32, listener_fd: i32) -> bool {
-    matches!(blocked_in(tid), Some((n, fd))
-        if (n == libc::SYS_accept4 || n == libc::SYS_accept) && fd == listener_fd as u64)
-}
-
-/// The system call a thread is blocked in and its first argument, as
-/// `/proc/self/task/TID/syscall` shows them (`288 0x3 ...`); None for a running thread.
-#[cfg(target_os = "linux")]
-fn blocked_in(tid: i32) -> Option<(i64, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).ok()?;
-    let mut fields = text.split_whitespace();
-    let syscall = fields.next()?.parse::<i64>().ok()?;
-    let first = u64::from_str_radix(fields.next()?.trim_start_matches("0x"), 16).ok()?;
-    Some((syscall, first))
-}
-
-/// Our descriptors of the accepted connection whose client is at `peer` (tiny_http holds
-/// two: one to read, one to write).
-#[cfg(target_os = "linux")]
-fn accepted_from(peer: SocketAddr) -> Vec<i32> {
-    own_descriptors()
-        .filter(|&fd| peer_of(fd) == Some(peer))
-        .collect()
-}
-
-/// The address of the other end of socket `fd`. The descriptor may have been closed, or
-/// reused, since it was listed: the call only queries it and fails harmlessly.
-#[cfg(target_os = "linux")]
-pub fn peer_of(fd: i32) -> Option<SocketAddr> {
-    // SAFETY: getpeername writes at most `len` bytes into the zeroed storage try_init
-    // gives it, and sets `len` to what it wrote.
-    let (_, peer) = unsafe {
-        socket2::SockAddr::try_init(|storage, len| {
-            match libc::getpeername(fd, storage.cast(), len) {
-                0 => Ok(()),
-                _ => Err(io::Error::last_os_error()),
-            }
-        })
-    }
-    .ok()?;
-    peer.as_socket()
-}
-
-/// The kernel's TCP_INFO for socket `fd`, and how many bytes of it the kernel filled (an
-/// older kernel fills less). Only queries the descriptor: None on a closed one.
-#[cfg(target_os = "linux")]
-pub fn tcp_info(fd: i32) -> Option<(libc::tcp_info, usize)> {
-    // SAFETY: getsockopt writes at most `len` bytes into the zeroed struct, and sets `len`.
-    unsafe {
-        let mut info: libc::tcp_info = std::mem::zeroed();
-        let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
-        let asked = libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&raw mut info).cast(),
-            &mut len,
-        );
-        (asked == 0).then_some((info, len as usize))
-    }
-}
-
-/// Bytes received on socket `fd` and not read yet. Only queries the descriptor.
-#[cfg(target_os = "linux")]
-pub fn unread_bytes(fd: i32) -> Option<usize> {
-    let mut unread: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int into `unread`.
-    let asked = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) };
-    (asked == 0).then(|| usize::try_from(unread).unwrap_or(0))
-}
-
-/// True when a thread of this process is blocked reading from `fd`.
-#[cfg(target_os = "linux")]
-fn is_read(fd: i32) -> bool {
-    tasks().filter_map(blocked_in).any(|(syscall, first)| {
-        (syscall == libc::SYS_recvfrom || syscall == libc::SYS_read) && first == fd as u64
-    })
 }
 
 #[cfg(all(test, target_os = "linux"))]

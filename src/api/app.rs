@@ -1,0 +1,129 @@
+//! What every handler can see: the model (once loaded), its name and version, whether the
+//! server is draining, the request metrics, and the API documents made from the model.
+
+use super::routes::ROUTES;
+use crate::engine::Model;
+use crate::http::{Allow, ApiError, Draining};
+use crate::ops::metrics::RequestMetrics;
+use crate::ops::openapi::{self, ApiDocs, Described};
+use std::sync::{Arc, OnceLock};
+
+/// The version a model has when its source names none.
+pub const DEFAULT_VERSION: &str = "1";
+
+pub struct App {
+    /// The name clients use in `/v2/models/{name}` and `/v1/models/{name}`.
+    pub model_name: String,
+    /// The one version served, for `/versions/{version}` paths.
+    pub model_version: String,
+    model: OnceLock<Model>,
+    draining: Draining,
+    /// Requests by route and status; the server records them, `/metrics` shows them.
+    pub metrics: Arc<RequestMetrics>,
+    /// An API key is required: the documents say so.
+    auth_required: bool,
+    /// The OpenAPI document and the /docs page, made once when the model is installed.
+    docs: OnceLock<ApiDocs>,
+}
+
+impl App {
+    pub fn new(model_name: String) -> App {
+        App {
+            model_name,
+            model_version: DEFAULT_VERSION.to_owned(),
+            model: OnceLock::new(),
+            draining: Draining::default(),
+            metrics: Arc::new(RequestMetrics::new(
+                ROUTES.iter().map(|r| r.template).collect(),
+            )),
+            auth_required: false,
+            docs: OnceLock::new(),
+        }
+    }
+
+    /// The version `/versions/{version}` paths must name (Triton's `NAME/VERSION` layout).
+    pub fn with_version(mut self, version: impl Into<String>) -> App {
+        self.model_version = version.into();
+        self
+    }
+
+    /// Every route but the health routes requires the API key: the documents say so.
+    pub fn with_auth_required(mut self, required: bool) -> App {
+        self.auth_required = required;
+        self
+    }
+
+    /// An app whose model is already loaded (the `predict` command, tests).
+    pub fn with_model(model_name: String, model: Model) -> App {
+        let app = App::new(model_name);
+        app.set_model(model);
+        app
+    }
+
+    /// The flag the server sets when it starts draining.
+    pub fn draining(&self) -> Draining {
+        self.draining.clone()
+    }
+
+    /// Installs the loaded model: from now on the server is ready.
+    pub fn set_model(&self, model: Model) {
+        // The documents describe the model: made now, once, rather than per request.
+        let _ = self.docs.set(ApiDocs::new(&self.described(&model)));
+        // Called once, by start-up; a second call would be a bug, and keeps the first model.
+        let _ = self.model.set(model);
+    }
+
+    fn described<'a>(&'a self, model: &'a Model) -> Described<'a> {
+        let routes = ROUTES
+            .iter()
+            .map(|route| openapi::Route {
+                method: match route.allow {
+                    Allow::Get => "get",
+                    Allow::Post => "post",
+                },
+                template: route.template,
+                open: route.open,
+                doc: &route.doc,
+            })
+            .collect();
+        Described {
+            name: &self.model_name,
+            version: &self.model_version,
+            signature: model.signature(),
+            auth: self.auth_required,
+            routes,
+            tract_version: crate::engine::TRACT_VERSION,
+        }
+    }
+
+    /// The OpenAPI document and the /docs page, or 503 while the model is loading.
+    pub fn docs(&self) -> Result<&ApiDocs, ApiError> {
+        self.model()?;
+        self.docs.get().ok_or_else(loading)
+    }
+
+    /// The model, or 503 while it is still loading.
+    pub fn model(&self) -> Result<&Model, ApiError> {
+        self.model.get().ok_or_else(loading)
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.model.get().is_some()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.is_draining()
+    }
+
+    /// Ready to take predictions: loaded and not shutting down.
+    pub fn readiness(&self) -> Result<(), ApiError> {
+        if self.is_draining() {
+            return Err(ApiError::unavailable("the server is shutting down", 5));
+        }
+        self.model().map(|_| ())
+    }
+}
+
+fn loading() -> ApiError {
+    ApiError::unavailable("the model is still loading", 1)
+}
