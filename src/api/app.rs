@@ -1,9 +1,8 @@
 //! What every handler can see: the model (once loaded), its name and version, whether the
 //! server is draining, the request metrics, and the API documents made from the model.
 
-use super::routes::ROUTES;
 use crate::engine::Model;
-use crate::http::{Allow, ApiError, Draining};
+use crate::http::{Allow, ApiError, Draining, Route};
 use crate::ops::metrics::RequestMetrics;
 use crate::ops::openapi::{self, ApiDocs, Described};
 use std::sync::{Arc, OnceLock};
@@ -24,20 +23,24 @@ pub struct App {
     auth_required: bool,
     /// The OpenAPI document and the /docs page, made once when the model is installed.
     docs: OnceLock<ApiDocs>,
+    /// The route table: what the metrics count and the documents describe.
+    routes: &'static [Route<App>],
 }
 
 impl App {
-    pub fn new(model_name: String) -> App {
+    /// An app serving `routes` (the route table, `api::ROUTES`).
+    pub(super) fn with_routes(model_name: String, routes: &'static [Route<App>]) -> App {
         App {
             model_name,
             model_version: DEFAULT_VERSION.to_owned(),
             model: OnceLock::new(),
             draining: Draining::default(),
             metrics: Arc::new(RequestMetrics::new(
-                ROUTES.iter().map(|r| r.template).collect(),
+                routes.iter().map(|r| r.template).collect(),
             )),
             auth_required: false,
             docs: OnceLock::new(),
+            routes,
         }
     }
 
@@ -74,7 +77,8 @@ impl App {
     }
 
     fn described<'a>(&'a self, model: &'a Model) -> Described<'a> {
-        let routes = ROUTES
+        let routes = self
+            .routes
             .iter()
             .map(|route| openapi::Route {
                 method: match route.allow {

@@ -19,6 +19,13 @@ use crate::tensor::Tensor;
 use serde::de::DeserializeSeed;
 use std::sync::Arc;
 
+impl App {
+    /// An app serving the route table, its model not loaded yet.
+    pub fn new(model_name: String) -> App {
+        App::with_routes(model_name, &ROUTES)
+    }
+}
+
 /// What the HTTP server serves: `app`'s routes, open to whom `auth` and `cors` say.
 pub fn service(app: Arc<App>, auth: Auth, cors: Cors) -> Service<App> {
     Service {

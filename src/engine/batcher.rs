@@ -12,7 +12,7 @@
 //! meanwhile is left out of its batch, and a full line makes room for a newcomer by turning
 //! such requests away first.
 
-use super::model::RunError;
+use super::error::RunError;
 use super::queue::{self, Caller, Line};
 use crate::tensor::Tensor;
 use std::collections::VecDeque;

@@ -7,6 +7,7 @@
 //! tract-onnx's operator registry at load.
 
 mod batcher;
+mod error;
 mod model;
 mod onnx_ml;
 mod queue;
@@ -15,6 +16,7 @@ mod slots;
 mod tract;
 
 pub use batcher::BatchConfig;
-pub use model::{Admitted, Execution, LoadError, Model, RunError};
+pub use error::{LoadError, RunError};
+pub use model::{Admitted, Execution, Model};
 pub use queue::{Busy, Caller, Refused};
 pub use tract::TRACT_VERSION;

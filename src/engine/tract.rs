@@ -5,7 +5,7 @@
 //! The plan is immutable and tract's `run` takes `&self`, so one plan is shared (`Arc`) by
 //! every request and runs side by side with no lock.
 
-use super::model::LoadError;
+use super::error::LoadError;
 use crate::tensor::{DataType, Dim, Signature, Tensor, TensorData, TensorSpec};
 use std::path::Path;
 use tract_linalg::multithread::{self, Executor};

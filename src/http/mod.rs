@@ -21,12 +21,11 @@ mod wrap;
 pub use auth::{ApiKey, Auth};
 pub use cors::Cors;
 pub use error::ApiError;
-pub use request::{BodyLimits, Method, Request};
+pub use request::{BodyLimits, Method, Params, Request};
 pub use response::{Body, JSON, Response};
-pub use router::{Allow, Handler, Params, Route, Router};
-pub use server::{Draining, Event, Server, Settings, bind};
+pub use router::{Allow, Handler, Route, Router};
+pub use server::{Draining, Event, Server, Service, Settings, bind};
 pub use tiny::{OpenFiles, client_left, raise_open_files_limit};
-pub use wrap::Service;
 
 /// Text from a client, clipped for a message: names are echoed, payloads are not.
 pub fn clip(text: &str, max: usize) -> String {

@@ -4,7 +4,6 @@
 
 use super::error::ApiError;
 use super::response::{Response, SERVER, write_head};
-use super::router::Params;
 use super::tiny::Exchange;
 use std::io;
 use std::net::SocketAddr;
@@ -35,6 +34,13 @@ impl Method {
             _ => Method::Other,
         }
     }
+}
+
+/// Values taken from the path: `/v2/models/{model}/versions/{version}/...`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Params {
+    pub model: Option<String>,
+    pub version: Option<String>,
 }
 
 /// How much body a request may send and how long it may take.

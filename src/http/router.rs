@@ -8,7 +8,7 @@
 //! last segment counts as a segment of its own (`/v1/models/{model}:predict`).
 
 use super::error::ApiError;
-use super::request::{Method, Request};
+use super::request::{Method, Params, Request};
 use super::response::Response;
 use crate::ops::openapi::RouteDoc;
 
@@ -73,13 +73,6 @@ impl<S> Route<S> {
     pub const fn open(self) -> Route<S> {
         Route { open: true, ..self }
     }
-}
-
-/// Values taken from the path: `/v2/models/{model}/versions/{version}/...`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Params {
-    pub model: Option<String>,
-    pub version: Option<String>,
 }
 
 /// The route table, its templates cut into segments once.

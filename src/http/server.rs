@@ -6,11 +6,14 @@
 //! grows so that one is always waiting for the next request: a request never waits for a
 //! thread, only — in the engine's admission line — for a slot to compute in.
 
+use super::auth::Auth;
+use super::cors::Cors;
 use super::request::BodyLimits;
 use super::request_id::RequestIds;
 use super::rotation::Rotation;
+use super::router::Router;
 use super::tiny::{self, Connections};
-use super::wrap::Service;
+use crate::ops::metrics::RequestMetrics;
 use log::{debug, info, warn};
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -39,6 +42,16 @@ pub struct Settings {
 /// Creates the listening socket (with the options every accepted socket inherits).
 pub fn bind(addr: SocketAddr, settings: &Settings) -> io::Result<TcpListener> {
     tiny::bind(addr, settings.write_timeout)
+}
+
+/// What the server serves: the routes and the state their handlers share, who may call,
+/// and where requests are counted.
+pub struct Service<S: 'static> {
+    pub state: Arc<S>,
+    pub router: Router<S>,
+    pub auth: Auth,
+    pub cors: Cors,
+    pub metrics: Arc<RequestMetrics>,
 }
 
 /// Something the process must react to.

@@ -4,28 +4,13 @@
 //! after the answer, the access line, and the answer itself.
 
 use super::access_log;
-use super::auth::Auth;
-use super::cors::Cors;
 use super::error::ApiError;
 use super::request::Request;
 use super::response::Response;
-use super::router::Router;
-use super::server::Shared;
+use super::server::{Service, Shared};
 use super::tiny::Exchange;
-use crate::ops::metrics::RequestMetrics;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::time::Instant;
-
-/// What the server serves: the routes and the state their handlers share, who may call,
-/// and where requests are counted.
-pub struct Service<S: 'static> {
-    pub state: Arc<S>,
-    pub router: Router<S>,
-    pub auth: Auth,
-    pub cors: Cors,
-    pub metrics: Arc<RequestMetrics>,
-}
 
 impl<S> Shared<S> {
     /// Answers one request.
