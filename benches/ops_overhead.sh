@@ -54,7 +54,7 @@ end
 EOF
 
 # name | binary | RUST_LOG | extra flags
-# Access lines off the way the README says: RUST_LOG=info,onnx_serve::access=warn.
+# Access lines off the way docs/operations.md says: RUST_LOG=info,onnx_serve::access=warn.
 quiet=info,onnx_serve::access=warn
 configs=(
   "bare|$base|$quiet|"

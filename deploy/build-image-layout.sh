@@ -4,7 +4,7 @@
 #
 #   deploy/build-image-layout.sh [--binary FILE] [--model FILE] [--no-run] ROOTFS
 #
-#   ROOTFS/usr/local/bin/onnx-serve   the static binary (default target/dist/onnx-serve,
+#   ROOTFS/usr/local/bin/onnx-serve   the static binary (default target/static/onnx-serve,
 #                                     made by deploy/build-static.sh)
 #   ROOTFS/mnt/models/model.onnx      the model (default: the bundled model.onnx); KServe
 #                                     mounts its storage volume over /mnt/models
@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-binary=${CARGO_TARGET_DIR:-target}/dist/onnx-serve
+binary=${CARGO_TARGET_DIR:-target}/static/onnx-serve
 model=model.onnx
 run=yes
 while [ $# -gt 0 ]; do

@@ -3,7 +3,7 @@
 # but the binary, the model and /etc/passwd (no libc, no shell, no loader), run the way the
 # container image, the KServe runtime and the Kubernetes Deployment run it.
 #
-#   deploy/test-static.sh [BINARY]      (default target/dist/onnx-serve, from build-static.sh)
+#   deploy/test-static.sh [BINARY]      (default target/static/onnx-serve, from build-static.sh)
 #
 # Needs root (chroot), unshare, ip, curl and python3 (for JSON only). Prints one line per
 # check and exits non-zero when any fails.
@@ -19,7 +19,7 @@ if [ -z "${ONNX_SERVE_TEST_NAMESPACES:-}" ]; then
 fi
 ip link set lo up
 
-binary=${1:-${CARGO_TARGET_DIR:-target}/dist/onnx-serve}
+binary=${1:-${CARGO_TARGET_DIR:-target}/static/onnx-serve}
 [ -f "$binary" ] || { echo "no binary at $binary: run deploy/build-static.sh first" >&2; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

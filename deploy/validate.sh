@@ -16,8 +16,8 @@ cd "$(dirname "$0")/.."
 venv=${CARGO_TARGET_DIR:-target}/deploy-venv
 pip_install() { "$venv/bin/pip" install --quiet --disable-pip-version-check "$@"; }
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-pip_install -r deploy/requirements.txt
-pip_install --no-deps -r deploy/requirements-nodeps.txt
+pip_install -r deploy/requirements.txt -c deploy/constraints.txt
+pip_install --no-deps -r deploy/requirements-nodeps.txt -c deploy/constraints.txt
 
 echo "# manifests and Dockerfile (deploy/validate.py)"
 "$venv/bin/python" deploy/validate.py

@@ -169,11 +169,11 @@ fn thirty_two_keep_alive_clients_at_once_on_a_fresh_server_all_get_answers() {
 
 #[test]
 fn clients_that_connect_while_the_server_starts_are_all_answered() {
-    // At start-up we park connections on tiny_http's pool threads (src/conn_pool.rs). A
+    // At start-up we park connections on tiny_http's pool threads (src/http/tiny/pool.rs). A
     // client that connects meanwhile, as a readiness probe polling from the first
     // millisecond does, must still get a thread. One that connects just as the last idle
     // thread is woken for a parked connection is queued for it and has none; the starved
-    // watcher then releases a parked connection (src/starved.rs). Without that, about one
+    // watcher then releases a parked connection (src/http/tiny/starved.rs). Without that, about one
     // start in twenty left a probe unanswered for good.
     let request = b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     for trial in 0..20 {
@@ -246,7 +246,7 @@ fn probe_until_ok(port: u16, request: &'static [u8]) -> Result<usize, String> {
 fn a_burst_that_finds_an_idle_pool_thread_is_served_at_once_too() {
     // A client that came and went leaves a tiny_http pool thread idle for 5 s; a burst then
     // is queued behind that one thread, which keeps the first connection while its client
-    // keeps sending (src/starved.rs). 32 clients that each send requests back to back for
+    // keeps sending (src/http/tiny/starved.rs). 32 clients that each send requests back to back for
     // 2.5 s, reconnecting when told `Connection: close` as HTTP clients do, must all get
     // their first answer within 2 s (about 0.3-0.5 s here; without the watcher, never).
     let server = Arc::new(Server::digits());

@@ -1,6 +1,6 @@
 //! Memory under concurrent load: runs of a model with large activations, moved from thread
 //! to thread, must not make the server hold a run's memory many times over
-//! (`src/run_threads.rs`).
+//! (`src/engine/run_threads.rs`).
 
 use crate::common;
 

@@ -1,6 +1,6 @@
 //! What the server survives, over raw sockets that send what normal clients will not: bad
 //! bodies, lying lengths, broken chunking, odd HTTP, stalled clients. After every case a
-//! normal `/predict` must still answer correctly. The README's robustness table lists these
+//! normal `/predict` must still answer correctly. docs/robustness.md's table lists these
 //! cases and their outcomes.
 
 use crate::common;
@@ -493,7 +493,7 @@ fn bad_request_cases() -> Vec<Case> {
             "no route for /pot",
         ),
         // tiny_http means to answer 505, but waits for the writer of the request it is
-        // refusing, which it still holds: its connection thread deadlocks (see the README).
+        // refusing, which it still holds: its connection thread deadlocks (docs/robustness.md).
         case(
             "HTTP/2.0 request line",
             b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n".to_vec(),
@@ -892,7 +892,7 @@ fn threads_of(pid: u32) -> usize {
         .unwrap()
 }
 
-/// What tiny_http 0.12 does that our layer cannot prevent, shown so that the README's
+/// What tiny_http 0.12 does that our layer cannot prevent, shown so that docs/robustness.md's
 /// threat model stays true: if one of these starts to fail, tiny_http changed.
 /// deploy/nginx.conf closes both (tests/proxy.rs).
 #[test]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Soak test: the real server under moderate mixed load for a while, watched from outside.
 
-    python3 tests/soak.py [--binary target/debug/onnx-serve] [--duration 600]
+    python3 tests/soak.py [--binary target/release/onnx-serve] [--duration 600]
 
 Clients send valid requests (/predict, V2 infer, health) and invalid ones (malformed JSON,
 wrong shape, unknown route, wrong method, body over the limit), some on kept-alive
@@ -9,7 +9,7 @@ connections and some on a new connection each time. Every few seconds the server
 resident memory, threads and open file descriptors are read from /proc. It fails (exit 1)
 when a valid request gets anything but 200, an invalid one anything but its 4xx, or when
 memory, threads or descriptors grow from the first half of the run to the second.
-Standard library only. CI runs it for a minute; README records the last 10-minute run.
+Standard library only. CI runs it for a minute; docs/robustness.md records the last 10-minute run.
 """
 
 import argparse
@@ -135,7 +135,7 @@ def grew(label, first, second, slack):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--binary", default=os.path.join(REPO, "target/debug/onnx-serve"))
+    parser.add_argument("--binary", default=os.path.join(REPO, "target/release/onnx-serve"))
     parser.add_argument("--duration", type=float, default=600, help="seconds (default 600)")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--pause", type=float, default=0.01, help="seconds between requests")

@@ -6,7 +6,7 @@
 //! 1.1-1.2 GB at peak, where the runs themselves need about 200 MB. Handing each run to one
 //! of a fixed set of threads lets every run reuse the memory the previous run on that thread
 //! freed: 0.34 GB at peak. It is faster too, the memory being warm in that core's caches:
-//! squeezenet served 10-20% more requests/s at 16 clients (README, Benchmarks).
+//! squeezenet served 10-20% more requests/s at 16 clients (docs/benchmarks.md).
 //!
 //! The hand-off costs two thread wake-ups, about 20 µs of CPU: nothing next to a run of
 //! milliseconds, a third of the requests/s of a model that runs in microseconds (the

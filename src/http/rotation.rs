@@ -4,7 +4,7 @@
 //! A connection past its age gets `Connection: close` on its next response. Each connection's
 //! age limit is drawn between half and all of the setting, so connections opened together do
 //! not all close together: a wave of reconnections is what tiny_http's connection pool
-//! handles worst (see `conn_pool.rs`).
+//! handles worst (see `tiny/pool.rs`).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};

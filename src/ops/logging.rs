@@ -9,7 +9,7 @@
 //! line after a quiet spell, lets lines gather for 5 ms and writes them with one `write`.
 //! Under load that is one system call and one wake-up for hundreds of lines, instead of a
 //! `write` per line with every request thread queueing on stderr, which is what made access
-//! lines expensive (see README, Benchmarks). `flush` (called before the process exits)
+//! lines expensive (docs/benchmarks.md). `flush` (called before the process exits)
 //! waits until everything logged so far is written.
 
 use crate::tensor::json::write_json_string;

@@ -1,6 +1,6 @@
 """Interoperability: the real Python clients of Triton and KServe against onnx-serve.
 
-Starts target/debug/onnx-serve (or $ONNX_SERVE_BIN) on free loopback ports, talks to it
+Starts target/release/onnx-serve (or $ONNX_SERVE_BIN) on free loopback ports, talks to it
 with tritonclient.http and the kserve SDK's REST client (V2 and V1), and compares every
 answer with onnxruntime's on the same inputs.
 
@@ -27,7 +27,7 @@ import tritonclient.http as triton
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 
 REPO = Path(__file__).resolve().parents[2]
-BINARY = Path(os.environ.get("ONNX_SERVE_BIN", REPO / "target/debug/onnx-serve"))
+BINARY = Path(os.environ.get("ONNX_SERVE_BIN", REPO / "target/release/onnx-serve"))
 MODELS = {
     "digits": REPO / "model.onnx",
     "dtypes": REPO / "tests/fixtures/models/dtypes.onnx",

@@ -1,6 +1,6 @@
 """Operations checks with the tools operators and API users really use.
 
-Starts target/debug/onnx-serve (or $ONNX_SERVE_BIN) on free loopback ports and checks:
+Starts target/release/onnx-serve (or $ONNX_SERVE_BIN) on free loopback ports and checks:
   metrics   GET /metrics parsed by prometheus_client's parser; the counters move by exactly
             the requests sent
   openapi   GET /openapi.json validated by openapi-spec-validator, for several models, with
@@ -31,7 +31,7 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-BINARY = Path(os.environ.get("ONNX_SERVE_BIN", REPO / "target/debug/onnx-serve"))
+BINARY = Path(os.environ.get("ONNX_SERVE_BIN", REPO / "target/release/onnx-serve"))
 OUT = REPO / "target/ops-test"
 DIGIT = (REPO / "tests/fixtures/digit.json").read_bytes()
 KEY = "ops-test-key"  # the API key of the servers started with --api-key
