@@ -7,6 +7,7 @@ mod common;
 mod batching;
 mod cli;
 mod deploy;
+mod free_sizes;
 mod http;
 mod memory;
 mod ops;

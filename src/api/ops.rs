@@ -42,6 +42,29 @@ fn exposition(app: &App) -> String {
             rows,
         );
     }
+    // Only for a model optimised per input shape.
+    if let Some(plans) = model.and_then(|m| m.plan_stats()) {
+        out.header(
+            "onnx_serve_plans_built_total",
+            "counter",
+            "Plans built for new input shapes (a model tract cannot analyse with free sizes).",
+        );
+        out.line(format_args!("onnx_serve_plans_built_total {}", plans.built));
+        out.header(
+            "onnx_serve_plan_build_seconds_total",
+            "counter",
+            "Time spent building plans for new input shapes.",
+        );
+        out.line(format_args!(
+            "onnx_serve_plan_build_seconds_total {}",
+            plans.building.as_secs_f64()
+        ));
+        out.gauge(
+            "onnx_serve_plans_cached",
+            "Plans kept for input shapes now (--plan-cache).",
+            plans.cached,
+        );
+    }
     let (busy, waiting) = model.map_or((0, 0), |m| m.occupancy());
     out.gauge(
         "onnx_serve_workers_busy",

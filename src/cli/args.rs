@@ -2,7 +2,7 @@
 //! validation, and the settings they make. A bad value stops the program with a clear
 //! message and exit code 2.
 
-use crate::engine::{BatchConfig, Execution};
+use crate::engine::{BatchConfig, Execution, InputShape};
 use crate::http::{ApiKey, Auth, BodyLimits, Cors, Settings};
 use crate::ops::logging::LogFormat;
 use clap::{Args, Parser, Subcommand};
@@ -27,6 +27,13 @@ pub struct Cli {
     /// the binary, if any, else model.onnx]
     #[arg(long, global = true, env = "ONNX_SERVE_MODEL")]
     pub model: Option<PathBuf>,
+
+    /// Give an input a concrete shape at start-up, NAME=1,3,640,640 (repeatable; in the
+    /// environment, separated by spaces): its plan is built before the server is ready, and
+    /// requests must send that shape
+    #[arg(long = "input-shape", global = true, env = "ONNX_SERVE_INPUT_SHAPE",
+          value_name = "NAME=DIMS", value_delimiter = ' ', value_parser = parse_input_shape)]
+    pub input_shapes: Vec<InputShape>,
 
     #[command(flatten)]
     pub serve: ServeArgs,
@@ -92,6 +99,11 @@ pub struct ServeArgs {
     /// requests before it runs
     #[arg(long, env = "ONNX_SERVE_BATCH_DELAY_US", default_value_t = 0)]
     pub batch_delay_us: u64,
+
+    /// For a model whose free input sizes tract cannot analyse, how many plans (one per
+    /// input shape, built on first use) are kept; the least recently used goes first
+    #[arg(long, env = "ONNX_SERVE_PLAN_CACHE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub plan_cache: u32,
 
     /// Largest request body accepted (413 above it): bytes, or with a unit (64MiB, 10MB)
     #[arg(long, env = "ONNX_SERVE_MAX_BODY", default_value = "64MiB", value_parser = parse_size)]
@@ -198,6 +210,7 @@ impl ServeArgs {
                 max_waiting: self.queue,
             }),
             run_threads: self.workers(),
+            plan_cache: self.plan_cache as usize,
         }
     }
 
@@ -248,6 +261,29 @@ fn model_name(value: &str) -> Result<String, String> {
         return Err("may hold only letters, digits, '-', '_' and '.' (it appears in URLs)".into());
     }
     Ok(value.to_owned())
+}
+
+/// `image=1,3,640,640`: an input's name and its concrete shape.
+fn parse_input_shape(value: &str) -> Result<InputShape, String> {
+    let (input, dims) = value
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{value:?}: expected NAME=DIMS, e.g. image=1,3,640,640"))?;
+    let shape = dims
+        .split(',')
+        .map(|d| match d.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "{value:?}: dimensions are positive whole numbers separated by commas"
+            )),
+        })
+        .collect::<Result<Vec<usize>, String>>()?;
+    if input.is_empty() {
+        return Err(format!("{value:?}: the input's name is missing"));
+    }
+    Ok(InputShape {
+        input: input.to_owned(),
+        shape,
+    })
 }
 
 /// `30s`, `500ms`, `2m`, `1h`, or plain seconds (`30`, `0.5`).
@@ -355,6 +391,18 @@ mod tests {
         assert!(parse_size("0").is_err());
         assert!(parse_size("lots").is_err());
         assert!(parse_size("99999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn input_shapes() {
+        let shape = parse_input_shape("images=1,3,640,640").unwrap();
+        assert_eq!(shape.input, "images");
+        assert_eq!(shape.shape, vec![1, 3, 640, 640]);
+        // A name may hold '=' (only the last one splits).
+        assert_eq!(parse_input_shape("a=b=2").unwrap().input, "a=b");
+        for bad in ["images", "=1,2", "x=1,,2", "x=1,0", "x=-1", "x=a"] {
+            assert!(parse_input_shape(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -4,8 +4,12 @@ use super::{Cli, cannot_start, source::Source};
 use std::process::ExitCode;
 
 pub fn run(cli: &Cli) -> ExitCode {
-    let loaded = Source::choose(cli.model.as_ref())
-        .and_then(|source| Ok((source.load().map_err(|e| e.to_string())?, source)));
+    let loaded = Source::choose(cli.model.as_ref()).and_then(|source| {
+        Ok((
+            source.load(&cli.input_shapes).map_err(|e| e.to_string())?,
+            source,
+        ))
+    });
     let (model, source) = match loaded {
         Ok(loaded) => loaded,
         Err(e) => return cannot_start(e),

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 pub fn run(cli: &Cli) -> ExitCode {
     let model = match Source::choose(cli.model.as_ref())
-        .and_then(|source| source.load().map_err(|e| e.to_string()))
+        .and_then(|source| source.load(&cli.input_shapes).map_err(|e| e.to_string()))
     {
         Ok(model) => model,
         Err(e) => return cannot_start(e),

@@ -60,7 +60,7 @@ pub fn run(cli: &Cli) -> ExitCode {
         return cannot_start(format!("cannot install signal handlers: {e}"));
     }
 
-    let model = match source.load() {
+    let model = match source.load(&cli.input_shapes) {
         Ok(model) => model,
         Err(e) => return cannot_start(e),
     };

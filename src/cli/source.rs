@@ -4,7 +4,7 @@
 use super::embedded::{self, Embedded};
 use super::model_path::{self, Resolved};
 use crate::api::DEFAULT_VERSION;
-use crate::engine::{LoadError, Model};
+use crate::engine::{InputShape, LoadError, Model};
 use std::path::{Path, PathBuf};
 
 pub enum Source {
@@ -47,10 +47,11 @@ impl Source {
         }
     }
 
-    pub fn load(&self) -> Result<Model, LoadError> {
+    /// Loads the model, with these inputs given concrete shapes.
+    pub fn load(&self, fixed: &[InputShape]) -> Result<Model, LoadError> {
         match self {
-            Source::File(resolved) => Model::load(&resolved.file),
-            Source::Embedded(embedded) => Model::load_bytes(embedded.bytes, &self.origin()),
+            Source::File(resolved) => Model::load_with(&resolved.file, fixed),
+            Source::Embedded(embedded) => Model::load_bytes(embedded.bytes, &self.origin(), fixed),
         }
     }
 }

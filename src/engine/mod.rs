@@ -3,13 +3,15 @@
 //! and our own ONNX operators. It knows nothing of HTTP.
 //!
 //! This folder is the only one that knows tract: `tract.rs` drives it (load, optimise,
-//! run, convert tensors), `onnx_ml/` adds the operators tract lacks, registered with
-//! tract-onnx's operator registry at load.
+//! run, convert tensors); `onnx_ml/` adds the operators tract lacks and `onnx_fixes/`
+//! replaces some it has, both registered with tract-onnx's operator registry at load.
 
 mod batcher;
 mod error;
 mod model;
+mod onnx_fixes;
 mod onnx_ml;
+mod plan_cache;
 mod queue;
 mod run_threads;
 mod slots;
@@ -18,5 +20,6 @@ mod tract;
 pub use batcher::BatchConfig;
 pub use error::{LoadError, RunError};
 pub use model::{Admitted, Execution, Model};
+pub use plan_cache::PlanStats;
 pub use queue::{Busy, Caller, Refused};
-pub use tract::TRACT_VERSION;
+pub use tract::{InputShape, TRACT_VERSION};

@@ -9,10 +9,11 @@
 
 use super::batcher::{BatchConfig, Batcher};
 use super::error::{LoadError, RunError};
+use super::plan_cache::{PlanCache, PlanStats};
 use super::queue::{self, Caller, Refused};
 use super::run_threads::{RunThreads, RunTimes};
 use super::slots::{Slot, Slots};
-use super::tract::{IntraOpPool, Plan};
+use super::tract::{self, InputShape, IntraOpPool, Loaded, Plan, Source};
 use crate::ops::metrics::{Histogram, ROWS};
 use crate::tensor::{Signature, Tensor, describe_all};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -36,10 +37,10 @@ pub struct Model {
     cores: usize,
 }
 
-/// The plan, the threads it may use, and the statistics of its runs; shared with the batch
-/// runners.
+/// The plan(s), the threads they may use, and the statistics of its runs; shared with the
+/// batch runners.
 struct Runner {
-    plan: Plan,
+    plans: Plans,
     /// `--intra-op-threads`: used by a run that starts while no other is running (a busy
     /// server is better off with one thread per run).
     intra_op: Option<IntraOpPool>,
@@ -53,6 +54,19 @@ struct Runner {
     panics: AtomicU64,
 }
 
+/// One plan for every request, or, for a model whose free input sizes tract cannot analyse,
+/// a plan per input shape made on first use.
+enum Plans {
+    One(Plan),
+    PerShape {
+        source: Box<Source>,
+        cache: PlanCache<Plan>,
+    },
+}
+
+/// Plans kept for a model optimised per input shape, unless `--plan-cache` says otherwise.
+const DEFAULT_PLAN_CACHE: usize = 16;
+
 /// How runs are executed.
 #[derive(Clone, Copy, Debug)]
 pub struct Execution {
@@ -64,6 +78,8 @@ pub struct Execution {
     pub batching: Option<BatchConfig>,
     /// Threads for long runs (one per worker slot); 0 runs every run on the caller's thread.
     pub run_threads: usize,
+    /// Plans kept for a model optimised per input shape.
+    pub plan_cache: usize,
 }
 
 impl Default for Execution {
@@ -75,6 +91,7 @@ impl Default for Execution {
             intra_op_threads: 1,
             batching: None,
             run_threads: 0,
+            plan_cache: DEFAULT_PLAN_CACHE,
         }
     }
 }
@@ -88,24 +105,47 @@ pub struct Admitted<'a> {
 impl Model {
     /// Loads, checks and optimises the ONNX file.
     pub fn load(path: &Path) -> Result<Model, LoadError> {
-        let started = Instant::now();
-        let (plan, signature) = Plan::load(path)?;
-        Ok(Model::new(plan, signature, started))
+        Model::load_with(path, &[])
     }
 
-    /// Like `load`, from the bytes of an ONNX file (the model built into the binary);
+    /// Like `load`, with some inputs given concrete shapes first (`--input-shape`).
+    pub fn load_with(path: &Path, fixed: &[InputShape]) -> Result<Model, LoadError> {
+        let started = Instant::now();
+        let (loaded, signature) = tract::load(path, fixed)?;
+        Ok(Model::new(loaded, signature, started))
+    }
+
+    /// Like `load_with`, from the bytes of an ONNX file (the model built into the binary);
     /// `origin` names it in messages.
-    pub fn load_bytes(bytes: &[u8], origin: &str) -> Result<Model, LoadError> {
+    pub fn load_bytes(
+        bytes: &[u8],
+        origin: &str,
+        fixed: &[InputShape],
+    ) -> Result<Model, LoadError> {
         let started = Instant::now();
-        let (plan, signature) = Plan::load_bytes(bytes, origin)?;
-        Ok(Model::new(plan, signature, started))
+        let (loaded, signature) = tract::load_bytes(bytes, origin, fixed)?;
+        Ok(Model::new(loaded, signature, started))
     }
 
-    fn new(plan: Plan, signature: Signature, started: Instant) -> Model {
+    fn new(loaded: Loaded, signature: Signature, started: Instant) -> Model {
         let execution = Execution::default();
+        let plans = match loaded {
+            Loaded::Optimised(plan) => Plans::One(plan),
+            Loaded::PerShape { source, why } => {
+                log::warn!(
+                    "tract cannot analyse the model with free input sizes ({why}): a plan is \
+                     built for each new input shape on its first request; --input-shape fixes \
+                     them at start-up"
+                );
+                Plans::PerShape {
+                    source: Box::new(source),
+                    cache: PlanCache::new(DEFAULT_PLAN_CACHE),
+                }
+            }
+        };
         Model {
             runner: Arc::new(Runner {
-                plan,
+                plans,
                 intra_op: None,
                 running: AtomicUsize::new(0),
                 run_seconds: Histogram::seconds(),
@@ -130,6 +170,9 @@ impl Model {
             .ok_or("the execution of a model is set once, before it is shared")?;
         if execution.intra_op_threads > 1 {
             runner.intra_op = Some(IntraOpPool::new(execution.intra_op_threads));
+        }
+        if let Plans::PerShape { cache, .. } = &mut runner.plans {
+            *cache = PlanCache::new(execution.plan_cache);
         }
         self.slots = Slots::new(execution.workers, execution.queue);
         if let Some(config) = execution.batching {
@@ -197,6 +240,14 @@ impl Model {
         self.slots.load()
     }
 
+    /// For a model optimised per input shape, the plans built so far.
+    pub fn plan_stats(&self) -> Option<PlanStats> {
+        match &self.runner.plans {
+            Plans::One(_) => None,
+            Plans::PerShape { cache, .. } => Some(cache.stats()),
+        }
+    }
+
     /// Panics caught in tract so far.
     pub fn panics_caught(&self) -> u64 {
         self.runner.panics.load(Ordering::Relaxed)
@@ -242,10 +293,31 @@ impl Runner {
         if let (Some(histogram), Some(rows)) = (&self.batch_sizes, batch_rows(&inputs)) {
             histogram.observe_value(rows as u64);
         }
+        let shaped;
+        let plan = match &self.plans {
+            Plans::One(plan) => plan,
+            Plans::PerShape { source, cache } => {
+                let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape.clone()).collect();
+                // A build may panic inside tract as a run may.
+                let built = catch_unwind(AssertUnwindSafe(|| {
+                    cache.get_or_build(&shapes, || source.plan_for(&shapes))
+                }))
+                .map_err(|panic| {
+                    self.panics.fetch_add(1, Ordering::Relaxed);
+                    RunError::Panicked(crate::panic_message(&*panic))
+                })?;
+                shaped = built.map_err(|e| {
+                    RunError::Failed(format!(
+                        "tract cannot run the model on inputs of shapes {shapes:?}: {e}"
+                    ))
+                })?;
+                &*shaped
+            }
+        };
         let alone = self.running.fetch_add(1, Ordering::SeqCst) == 0;
         let pool = self.intra_op.as_ref().filter(|_| alone);
         let started = Instant::now();
-        let run = catch_unwind(AssertUnwindSafe(|| self.plan.run(inputs, pool)));
+        let run = catch_unwind(AssertUnwindSafe(|| plan.run(inputs, pool)));
         let took = started.elapsed();
         self.run_seconds.observe(took);
         self.run_times.record(took);

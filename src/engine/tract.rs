@@ -9,6 +9,9 @@ use super::error::LoadError;
 use crate::tensor::{DataType, Dim, Signature, Tensor, TensorData, TensorSpec};
 use std::path::Path;
 use tract_linalg::multithread::{self, Executor};
+use tract_onnx::Onnx;
+use tract_onnx::pb::tensor_shape_proto::dimension::Value as DimValue;
+use tract_onnx::pb::{ModelProto, TypeProto, type_proto};
 use tract_onnx::prelude::tract_data::internal::{DimLike, anyhow, bail};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
@@ -21,6 +24,20 @@ pub(super) struct Plan {
     plan: Arc<TypedRunnableModel>,
 }
 
+/// A model tract could not analyse with its free input sizes, kept as parsed: a plan is
+/// made from it for each concrete set of input shapes (`plan_for`).
+pub(super) struct Source {
+    model: InferenceModel,
+}
+
+/// What loading gives.
+pub(super) enum Loaded {
+    /// One plan serves every request.
+    Optimised(Plan),
+    /// Plans are made per input shape; `why` says what symbolic analysis could not do.
+    PerShape { source: Source, why: String },
+}
+
 /// A pool of threads for tract's kernels, which one run may use (`--intra-op-threads`).
 pub(super) struct IntraOpPool(Executor);
 
@@ -30,61 +47,193 @@ impl IntraOpPool {
     }
 }
 
-impl Plan {
-    /// Reads, checks and optimises the ONNX file, and reads its signature.
-    pub(super) fn load(path: &Path) -> Result<(Plan, Signature), LoadError> {
-        let model = onnx().model_for_path(path);
-        Plan::prepare(model, &path.display().to_string())
+/// Reads, checks and optimises the ONNX file, and reads its signature. `fixed` gives some
+/// inputs concrete shapes before analysis (`--input-shape`).
+pub(super) fn load(path: &Path, fixed: &[InputShape]) -> Result<(Loaded, Signature), LoadError> {
+    let onnx = onnx();
+    let origin = path.display().to_string();
+    // Tensors stored beside the file are found from its folder.
+    let folder = path.parent().and_then(Path::to_str);
+    let parsed = onnx
+        .proto_model_for_path(path)
+        .and_then(|proto| Ok((parse(&onnx, &proto, folder)?, proto)));
+    prepare(parsed, &origin, fixed)
+}
+
+/// Like `load`, from the bytes of an ONNX file; `origin` names it in messages.
+pub(super) fn load_bytes(
+    bytes: &[u8],
+    origin: &str,
+    fixed: &[InputShape],
+) -> Result<(Loaded, Signature), LoadError> {
+    let onnx = onnx();
+    let parsed = onnx
+        .proto_model_for_read(&mut &*bytes)
+        .and_then(|proto| Ok((parse(&onnx, &proto, None)?, proto)));
+    prepare(parsed, origin, fixed)
+}
+
+/// The model of a parsed ONNX file.
+fn parse(onnx: &Onnx, proto: &ModelProto, folder: Option<&str>) -> TractResult<InferenceModel> {
+    let parsed = onnx.parse(proto, folder)?;
+    if !parsed.unresolved_inputs.is_empty() {
+        bail!(
+            "some nodes read values nothing makes: {:?}",
+            parsed.unresolved_inputs
+        );
     }
+    Ok(parsed.model)
+}
 
-    /// Like `load`, from the bytes of an ONNX file; `origin` names it in messages.
-    pub(super) fn load_bytes(bytes: &[u8], origin: &str) -> Result<(Plan, Signature), LoadError> {
-        let model = onnx().model_for_read(&mut &*bytes);
-        Plan::prepare(model, origin)
-    }
-
-    /// Unsupported operators are reported by node name and operator before tract's own,
-    /// longer, message.
-    fn prepare(
-        model: TractResult<InferenceModel>,
-        origin: &str,
-    ) -> Result<(Plan, Signature), LoadError> {
-        let fail = |what: &str, e: TractError| LoadError(format!("{what} {origin}: {}", brief(&e)));
-        let mut model = model.map_err(|e| fail("cannot read the ONNX model", e))?;
-
-        let unsupported: Vec<String> = model
-            .nodes()
-            .iter()
-            .filter_map(|node| {
-                let op = node.op.name();
-                let inner = op
-                    .strip_prefix("Unimplemented(")?
-                    .strip_suffix(')')?
-                    .to_owned();
-                Some(format!("node '{}' (op {inner})", node.name))
-            })
-            .collect();
-        if !unsupported.is_empty() {
-            return Err(LoadError(format!(
-                "cannot load {}: tract does not support {}",
-                origin,
-                unsupported.join(", ")
-            )));
+/// Unsupported operators are reported by node name and operator before tract's own,
+/// longer, message. A model whose free input sizes symbolic analysis cannot handle is kept
+/// for plans per shape; any other failure to optimise refuses it.
+fn prepare(
+    parsed: TractResult<(InferenceModel, ModelProto)>,
+    origin: &str,
+    fixed: &[InputShape],
+) -> Result<(Loaded, Signature), LoadError> {
+    let fail = |what: &str, e: TractError| LoadError(format!("{what} {origin}: {}", brief(&e)));
+    let (mut model, proto) = parsed.map_err(|e| fail("cannot read the ONNX model", e))?;
+    refuse_unsupported(&model, origin)?;
+    let cannot_load = |e: String| LoadError(format!("cannot load {origin}: {e}"));
+    fix_input_shapes(&mut model, fixed).map_err(cannot_load)?;
+    close_open_input_dims(&mut model).map_err(cannot_load)?;
+    let has_free_inputs = (0..model.inputs.len()).any(|ix| {
+        model.input_fact(ix).is_ok_and(|fact| {
+            fact.shape
+                .dims()
+                .any(|d| d.concretize().is_none_or(|d| d.to_usize().is_err()))
+        })
+    });
+    match model.clone().into_optimized() {
+        Ok(optimized) => {
+            let signature = signature_of(&optimized)
+                .map_err(|e| LoadError(format!("cannot serve {origin}: {e}")))?;
+            let plan = optimized
+                .into_runnable()
+                .map_err(|e| fail("tract cannot plan", e))?;
+            Ok((Loaded::Optimised(Plan { plan }), signature))
         }
-
-        close_open_input_dims(&mut model)
-            .map_err(|e| LoadError(format!("cannot load {origin}: {e}")))?;
-        let optimized = model
-            .into_optimized()
-            .map_err(|e| fail("tract cannot optimize", e))?;
-        let signature = signature_of(&optimized)
-            .map_err(|e| LoadError(format!("cannot serve {origin}: {e}")))?;
-        let plan = optimized
-            .into_runnable()
-            .map_err(|e| fail("tract cannot plan", e))?;
-        Ok((Plan { plan }, signature))
+        Err(e) if has_free_inputs => {
+            let signature = declared_signature(&model, &proto)
+                .map_err(|e| LoadError(format!("cannot serve {origin}: {e}")))?;
+            let why = brief(&e);
+            Ok((
+                Loaded::PerShape {
+                    source: Source { model },
+                    why,
+                },
+                signature,
+            ))
+        }
+        Err(e) => Err(fail("tract cannot optimize", e)),
     }
+}
 
+/// Refuses a model with operators tract does not know, naming each node and operator.
+fn refuse_unsupported(model: &InferenceModel, origin: &str) -> Result<(), LoadError> {
+    let unsupported: Vec<String> = model
+        .nodes()
+        .iter()
+        .filter_map(|node| {
+            let op = node.op.name();
+            let inner = op
+                .strip_prefix("Unimplemented(")?
+                .strip_suffix(')')?
+                .to_owned();
+            Some(format!("node '{}' (op {inner})", node.name))
+        })
+        .collect();
+    if unsupported.is_empty() {
+        return Ok(());
+    }
+    Err(LoadError(format!(
+        "cannot load {}: tract does not support {}",
+        origin,
+        unsupported.join(", ")
+    )))
+}
+
+/// An input's concrete shape, given at start-up: `image=1,3,640,640`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputShape {
+    pub input: String,
+    pub shape: Vec<usize>,
+}
+
+/// Gives the named inputs their concrete shapes, checking each against what the model
+/// declares.
+fn fix_input_shapes(model: &mut InferenceModel, fixed: &[InputShape]) -> Result<(), String> {
+    for InputShape { input, shape } in fixed {
+        let ix = model
+            .inputs
+            .iter()
+            .position(|outlet| model.node(outlet.node).name == *input)
+            .ok_or_else(|| {
+                let names: Vec<&str> = model
+                    .inputs
+                    .iter()
+                    .map(|o| model.node(o.node).name.as_str())
+                    .collect();
+                format!(
+                    "--input-shape {input}: the model has no such input; its inputs are {}",
+                    names.join(", ")
+                )
+            })?;
+        let fact = model.input_fact(ix).map_err(|e| e.to_string())?.clone();
+        let datum_type = fact
+            .datum_type
+            .concretize()
+            .ok_or_else(|| format!("input '{input}' has no declared element type"))?;
+        if let Some(rank) = fact.shape.rank().concretize() {
+            let rank = rank as usize;
+            if rank != shape.len() {
+                return Err(format!(
+                    "--input-shape {input}: the input has {rank} dimensions, not {}",
+                    shape.len()
+                ));
+            }
+            for (axis, (dim, &size)) in fact.shape.dims().zip(shape).enumerate() {
+                if let Some(Ok(declared)) = dim.concretize().map(|d| d.to_usize())
+                    && declared != size
+                {
+                    return Err(format!(
+                        "--input-shape {input}: dimension {axis} is {declared} in the model, not {size}"
+                    ));
+                }
+            }
+        }
+        model
+            .set_input_fact(ix, InferenceFact::dt_shape(datum_type, shape.as_slice()))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+impl Source {
+    /// An optimised plan for inputs of these shapes (in the model's input order).
+    pub(super) fn plan_for(&self, shapes: &[Vec<usize>]) -> Result<Plan, String> {
+        let mut model = self.model.clone();
+        for (ix, shape) in shapes.iter().enumerate() {
+            let fact = model.input_fact(ix).map_err(|e| e.to_string())?;
+            let datum_type = fact
+                .datum_type
+                .concretize()
+                .ok_or("an input has no declared element type")?;
+            model
+                .set_input_fact(ix, InferenceFact::dt_shape(datum_type, shape.as_slice()))
+                .map_err(|e| brief(&e))?;
+        }
+        let plan = model
+            .into_optimized()
+            .and_then(|optimized| optimized.into_runnable())
+            .map_err(|e| brief(&e))?;
+        Ok(Plan { plan })
+    }
+}
+
+impl Plan {
     /// Runs the plan on tensors in the model's input order, on the caller's thread or,
     /// with `pool`, on its threads too. Returns the outputs in the model's output order.
     pub(super) fn run(
@@ -112,10 +261,11 @@ impl Plan {
     }
 }
 
-/// tract-onnx with our own operators registered (`engine::onnx_ml`).
+/// tract-onnx with our own operators registered (`engine::onnx_ml`, `engine::onnx_fixes`).
 fn onnx() -> tract_onnx::Onnx {
     let mut onnx = tract_onnx::onnx();
     super::onnx_ml::register(&mut onnx.op_register);
+    super::onnx_fixes::register(&mut onnx.op_register);
     onnx
 }
 
@@ -216,6 +366,107 @@ fn signature_of(model: &TypedModel) -> Result<Signature, String> {
     Ok(Signature { inputs, outputs })
 }
 
+/// The signature as the model declares it, for a model that is optimised per input shape:
+/// the inputs as parsed (free dimensions stay free), the outputs as the ONNX graph declares
+/// them, undeclared dimensions free.
+fn declared_signature(model: &InferenceModel, proto: &ModelProto) -> Result<Signature, String> {
+    let inputs = model
+        .inputs
+        .iter()
+        .map(|&outlet| {
+            let name = model.node(outlet.node).name.clone();
+            let fact = model.outlet_fact(outlet).map_err(|e| e.to_string())?;
+            let datum_type = fact
+                .datum_type
+                .concretize()
+                .ok_or_else(|| format!("input '{name}' has no declared element type"))?;
+            let datatype = datatype_of(datum_type).ok_or_else(|| {
+                format!(
+                    "input '{name}' has element type {datum_type:?}, which cannot travel over HTTP"
+                )
+            })?;
+            let shape = fact
+                .shape
+                .dims()
+                .map(|dim| match dim.concretize().map(|d| (d.to_usize(), d)) {
+                    Some((Ok(n), _)) => Dim::Fixed(n),
+                    Some((Err(_), d)) => Dim::Symbolic(d.to_string()),
+                    None => Dim::Symbolic("?".into()),
+                })
+                .collect();
+            Ok(TensorSpec {
+                name,
+                datatype,
+                shape,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    let graph = proto.graph.as_ref().ok_or("the model has no graph")?;
+    let outputs = graph
+        .output
+        .iter()
+        .map(|output| {
+            let name = output.name.clone();
+            let Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(tensor)),
+                ..
+            }) = &output.r#type
+            else {
+                return Err(format!(
+                    "output '{name}' declares no tensor type, and its input sizes are free"
+                ));
+            };
+            let datatype = onnx_datatype(tensor.elem_type).ok_or_else(|| {
+                format!(
+                    "output '{name}' declares element type {}, which cannot travel over HTTP",
+                    tensor.elem_type
+                )
+            })?;
+            let dims = tensor.shape.as_ref().ok_or_else(|| {
+                format!("output '{name}' declares no shape, and its input sizes are free")
+            })?;
+            let shape = dims
+                .dim
+                .iter()
+                .enumerate()
+                .map(|(axis, dim)| match &dim.value {
+                    Some(DimValue::DimValue(n)) if *n > 0 => Dim::Fixed(*n as usize),
+                    Some(DimValue::DimParam(param)) if !param.is_empty() => {
+                        Dim::Symbolic(param.clone())
+                    }
+                    _ => Dim::Symbolic(format!("{name}_{axis}")),
+                })
+                .collect();
+            Ok(TensorSpec {
+                name,
+                datatype,
+                shape,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(Signature { inputs, outputs })
+}
+
+/// The datatype of an ONNX `TensorProto.DataType` number.
+fn onnx_datatype(elem_type: i32) -> Option<DataType> {
+    Some(match elem_type {
+        1 => DataType::Fp32,
+        2 => DataType::Uint8,
+        3 => DataType::Int8,
+        4 => DataType::Uint16,
+        5 => DataType::Int16,
+        6 => DataType::Int32,
+        7 => DataType::Int64,
+        8 => DataType::Bytes,
+        9 => DataType::Bool,
+        10 => DataType::Fp16,
+        11 => DataType::Fp64,
+        12 => DataType::Uint32,
+        13 => DataType::Uint64,
+        _ => return None,
+    })
+}
+
 fn datatype_of(dt: DatumType) -> Option<DataType> {
     Some(match dt {
         DatumType::Bool => DataType::Bool,
@@ -275,12 +526,12 @@ mod tests {
     #[test]
     fn a_model_loads_the_same_from_bytes_as_from_its_file() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("model.onnx");
-        let (_, from_file) = Plan::load(&path).unwrap();
+        let (_, from_file) = load(&path, &[]).unwrap();
         let bytes = std::fs::read(&path).unwrap();
-        let (_, from_bytes) = Plan::load_bytes(&bytes, "the bytes").unwrap();
+        let (_, from_bytes) = load_bytes(&bytes, "the bytes", &[]).unwrap();
         assert_eq!(from_file, from_bytes);
 
-        let error = Plan::load_bytes(b"not a model", "the junk").err().unwrap();
+        let error = load_bytes(b"not a model", "the junk", &[]).err().unwrap();
         assert!(
             error.0.starts_with("cannot read the ONNX model the junk: "),
             "{error}"
