@@ -9,7 +9,7 @@
 use crate::batcher::{BatchConfig, Batcher};
 use crate::metrics::{self, Histogram};
 use crate::run_threads::{RunThreads, RunTimes};
-use crate::signature::{Dim, Signature, TensorSpec, describe_all};
+use crate::signature::{ClassLabels, Dim, Signature, TensorSpec, describe_all};
 use crate::tensor::{DataType, Tensor, TensorData};
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -89,25 +89,29 @@ impl Model {
     /// node name and operator before tract's own, longer, message.
     pub fn load(path: &Path) -> Result<Model, LoadError> {
         let started = Instant::now();
-        let model = onnx().model_for_path(path);
-        Model::prepare(model, &path.display().to_string(), started)
+        let origin = path.display().to_string();
+        let onnx = onnx();
+        let dir = path.parent().and_then(Path::to_str);
+        let model = read(&onnx, onnx.proto_model_for_path(path), dir, &origin);
+        Model::prepare(model, &origin, started)
     }
 
     /// Like `load`, from the bytes of an ONNX file (the model built into the binary);
     /// `origin` names it in messages.
     pub fn load_bytes(bytes: &[u8], origin: &str) -> Result<Model, LoadError> {
         let started = Instant::now();
-        let model = onnx().model_for_read(&mut &*bytes);
+        let onnx = onnx();
+        let model = read(&onnx, onnx.proto_model_for_read(&mut &*bytes), None, origin);
         Model::prepare(model, origin, started)
     }
 
     fn prepare(
-        model: TractResult<InferenceModel>,
+        model: Result<InferenceModel, LoadError>,
         origin: &str,
         started: Instant,
     ) -> Result<Model, LoadError> {
         let fail = |what: &str, e: TractError| LoadError(format!("{what} {origin}: {}", brief(&e)));
-        let mut model = model.map_err(|e| fail("cannot read the ONNX model", e))?;
+        let mut model = model?;
 
         let unsupported: Vec<String> = model
             .nodes()
@@ -131,10 +135,12 @@ impl Model {
 
         close_open_input_dims(&mut model)
             .map_err(|e| LoadError(format!("cannot load {origin}: {e}")))?;
+        // Read before optimizing: ZipMap nodes are found by their op in the model as parsed.
+        let map_keys = crate::engine::onnx_ml::output_map_keys(&model);
         let optimized = model
             .into_optimized()
             .map_err(|e| fail("tract cannot optimize", e))?;
-        let signature = signature_of(&optimized)
+        let signature = signature_of(&optimized, map_keys)
             .map_err(|e| LoadError(format!("cannot serve {origin}: {e}")))?;
         let plan = optimized
             .into_runnable()
@@ -298,6 +304,29 @@ fn batch_rows(inputs: &[TValue]) -> Option<usize> {
     inputs.first()?.shape().first().copied()
 }
 
+/// Reads an ONNX model with our operators, first refusing a model whose inputs no protocol can
+/// carry (`engine::onnx_ml::refusal`). `dir` is where its external data would be.
+fn read(
+    onnx: &tract_onnx::Onnx,
+    proto: TractResult<tract_onnx::pb::ModelProto>,
+    dir: Option<&str>,
+    origin: &str,
+) -> Result<InferenceModel, LoadError> {
+    let unreadable = |e: TractError| LoadError(format!("cannot read the ONNX model {origin}: {}", brief(&e)));
+    let proto = proto.map_err(unreadable)?;
+    if let Some(why) = crate::engine::onnx_ml::refusal(&proto) {
+        return Err(LoadError(format!("cannot load {origin}: {why}")));
+    }
+    let parsed = onnx.parse(&proto, dir).map_err(unreadable)?;
+    if !parsed.unresolved_inputs.is_empty() {
+        return Err(LoadError(format!(
+            "cannot read the ONNX model {origin}: nodes read values nothing makes: {}",
+            parsed.unresolved_inputs.join(", ")
+        )));
+    }
+    Ok(parsed.model)
+}
+
 /// tract-onnx with our own operators registered (`engine::onnx_ml`).
 fn onnx() -> tract_onnx::Onnx {
     let mut onnx = tract_onnx::onnx();
@@ -360,7 +389,12 @@ fn close_open_input_dims(model: &mut InferenceModel) -> Result<(), String> {
     Ok(())
 }
 
-fn signature_of(model: &TypedModel) -> Result<Signature, String> {
+/// The signature of the optimised model; `map_keys` gives, per output, the class labels of the
+/// ZipMap that makes it.
+fn signature_of(
+    model: &TypedModel,
+    map_keys: Vec<Option<ClassLabels>>,
+) -> Result<Signature, String> {
     let spec = |outlet: OutletId, name: String| -> Result<TensorSpec, String> {
         let fact = model.outlet_fact(outlet).map_err(|e| e.to_string())?;
         let datatype = datatype_of(fact.datum_type).ok_or_else(|| {
@@ -381,6 +415,7 @@ fn signature_of(model: &TypedModel) -> Result<Signature, String> {
             name,
             datatype,
             shape,
+            map_keys: None,
         })
     };
     let inputs = model
@@ -388,7 +423,7 @@ fn signature_of(model: &TypedModel) -> Result<Signature, String> {
         .iter()
         .map(|&o| spec(o, model.node(o.node).name.clone()))
         .collect::<Result<_, _>>()?;
-    let outputs = model
+    let mut outputs = model
         .outputs
         .iter()
         .map(|&o| {
@@ -398,7 +433,10 @@ fn signature_of(model: &TypedModel) -> Result<Signature, String> {
                 .unwrap_or_else(|| model.node(o.node).name.clone());
             spec(o, name)
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
+    for (output, keys) in outputs.iter_mut().zip(map_keys) {
+        output.map_keys = keys;
+    }
     Ok(Signature { inputs, outputs })
 }
 
@@ -417,6 +455,8 @@ fn datatype_of(dt: DatumType) -> Option<DataType> {
         DatumType::F32 => DataType::Fp32,
         DatumType::F64 => DataType::Fp64,
         DatumType::String => DataType::Bytes,
+        // tract's symbolic integers, which it uses for some int64 values (labels too).
+        DatumType::TDim => DataType::Int64,
         _ => return None,
     })
 }
@@ -449,6 +489,7 @@ fn from_tract(value: TValue) -> TractResult<Tensor> {
         DatumType::F32 => TensorData::Fp32(values(&tensor)?),
         DatumType::F64 => TensorData::Fp64(values(&tensor)?),
         DatumType::String => TensorData::Bytes(values(&tensor)?),
+        DatumType::TDim => TensorData::Int64(values(&*tensor.cast_to::<i64>()?)?),
         other => bail!("the model produced a {other:?} tensor, which cannot travel over HTTP"),
     };
     Tensor::new(shape, data).map_err(|e| anyhow!(e))
