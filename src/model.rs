@@ -133,13 +133,22 @@ impl Model {
             )));
         }
 
-        close_open_input_dims(&mut model)
-            .map_err(|e| LoadError(format!("cannot load {origin}: {e}")))?;
         // Read before optimizing: ZipMap nodes are found by their op in the model as parsed.
         let map_keys = crate::engine::onnx_ml::output_map_keys(&model);
-        let optimized = model
-            .into_optimized()
-            .map_err(|e| fail("tract cannot optimize", e))?;
+        // Converters leave every input's batch dimension unnamed ([None, 3], [None, 1]); read
+        // as independent, tract cannot join such inputs (a Concat of their columns), so that
+        // failure is retried with one batch dimension shared by all of them.
+        let shared_retry = (open_first_dims(&model) > 1).then(|| model.clone());
+        close_open_input_dims(&mut model, false)
+            .map_err(|e| LoadError(format!("cannot load {origin}: {e}")))?;
+        let optimized = match (model.into_optimized(), shared_retry) {
+            (Ok(optimized), _) => optimized,
+            (Err(first), Some(mut model)) => close_open_input_dims(&mut model, true)
+                .ok()
+                .and_then(|()| model.into_optimized().ok())
+                .ok_or_else(|| fail("tract cannot optimize", first))?,
+            (Err(first), None) => return Err(fail("tract cannot optimize", first)),
+        };
         let signature = signature_of(&optimized, map_keys)
             .map_err(|e| LoadError(format!("cannot serve {origin}: {e}")))?;
         let plan = optimized
@@ -351,9 +360,21 @@ fn brief(e: &TractError) -> String {
     causes.join(": ")
 }
 
+/// How many inputs leave their first dimension unnamed.
+fn open_first_dims(model: &InferenceModel) -> usize {
+    model
+        .inputs
+        .iter()
+        .filter_map(|&outlet| model.outlet_fact(outlet).ok())
+        .filter(|fact| fact.shape.dims().next().is_some_and(|d| d.concretize().is_none()))
+        .count()
+}
+
 /// ONNX lets an input leave some dimensions unnamed; tract needs a symbol for each, taken
-/// from the model's own symbol scope so it is the one the rest of the graph refers to.
-fn close_open_input_dims(model: &mut InferenceModel) -> Result<(), String> {
+/// from the model's own symbol scope so it is the one the rest of the graph refers to. With
+/// `share_first`, every unnamed first dimension gets one symbol, the batch.
+fn close_open_input_dims(model: &mut InferenceModel, share_first: bool) -> Result<(), String> {
+    let batch: TDim = model.symbols.new_with_prefix("batch").into();
     for ix in 0..model.inputs.len() {
         let outlet = model.inputs[ix];
         let name = model.node(outlet.node).name.clone();
@@ -375,9 +396,12 @@ fn close_open_input_dims(model: &mut InferenceModel) -> Result<(), String> {
         let dims: TVec<TDim> = fact
             .shape
             .dims()
-            .map(|d| {
-                d.concretize()
-                    .unwrap_or_else(|| model.symbols.new_with_prefix("dim").into())
+            .enumerate()
+            .map(|(axis, d)| {
+                d.concretize().unwrap_or_else(|| match axis {
+                    0 if share_first => batch.clone(),
+                    _ => model.symbols.new_with_prefix("dim").into(),
+                })
             })
             .collect();
         let closed =
