@@ -10,6 +10,9 @@
 //! about a hundred such units, and the absolute bound covers values near zero (probabilities
 //! of 1e-9 obtained as differences), where a relative bound means nothing.
 //!
+//! Besides converted models, the fixtures hold single ai.onnx.ml operators at their edges
+//! (`edge_*`) and models that must be refused with a given one-line reason (`refused_*`).
+//!
 //! Models that need the tree-ensemble operators (`needs_trees` in their JSON) are reported
 //! apart and do not fail this test until those operators are in; every other model must be
 //! served, and right.
@@ -192,7 +195,16 @@ enum Outcome {
 }
 
 fn check(fixture: &Fixture) -> Outcome {
-    let model = match Model::load(&fixture.model_path()) {
+    let loaded = Model::load(&fixture.model_path());
+    // A model onnx-serve must refuse, in one line naming the operator.
+    if let Some(expected) = fixture.json["expect_refusal"].as_str() {
+        return match loaded {
+            Err(e) if e.0.contains(expected) && !e.0.contains('\n') => Outcome::Right,
+            Err(e) => Outcome::Wrong(format!("refused, but not as expected: {e}")),
+            Ok(_) => Outcome::Wrong("loaded a model it should refuse".into()),
+        };
+    }
+    let model = match loaded {
         Ok(model) => model,
         Err(e) => return Outcome::Refused(e.to_string()),
     };

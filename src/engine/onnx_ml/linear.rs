@@ -1,8 +1,9 @@
 //! `LinearClassifier` and `LinearRegressor` (scikit-learn's linear models, LinearSVC, SGD...),
 //! computed as onnxruntime computes them. They replace tract's own, which differ from
-//! onnxruntime on binary models (tract writes `[-s, s]` or applies the transform where
-//! onnxruntime writes `[1 - s, s]`), on single-target regressors with a post_transform, and
-//! on labels when a transform saturates scores into ties; and which know no string labels.
+//! onnxruntime on binary models (onnxruntime writes `[1 - s, s]`, with s through LOGISTIC
+//! but through no other transform; tract writes `[-s, s]` or applies the transform to both),
+//! on single-target regressors with a post_transform (onnxruntime ignores it), and on labels
+//! when a transform saturates scores into ties; and which know no string labels.
 
 use super::post_transform::{PostTransform, SecondClass};
 use super::support::{self, ml_operator};
@@ -279,12 +280,15 @@ mod tests {
     }
 
     #[test]
-    fn a_binary_model_writes_one_minus_the_raw_score() {
-        let labels = ClassLabels::Strings(vec!["no".into(), "yes".into()]);
-        let op = classifier(vec![0.0], labels, PostTransform::Logistic);
-        let (labels, scores) = run(&op, vec![0.25, 0.5, -1.0, 0.0]);
-        assert_eq!(support::slice::<String>(&labels).unwrap(), ["yes", "no"]);
+    fn a_binary_model_writes_one_minus_the_score() {
+        let labels = || ClassLabels::Strings(vec!["no".into(), "yes".into()]);
+        let op = classifier(vec![0.0], labels(), PostTransform::Softmax);
+        let (labels_out, scores) = run(&op, vec![0.25, 0.5, -1.0, 0.0]);
+        assert_eq!(support::slice::<String>(&labels_out).unwrap(), ["yes", "no"]);
         assert_eq!(scores, [0.25, 0.75, 2.0, -1.0]);
+        let op = classifier(vec![0.0], labels(), PostTransform::Logistic);
+        let (_, scores) = run(&op, vec![0.0, 0.0]);
+        assert_eq!(scores, [0.5, 0.5]);
     }
 
     #[test]

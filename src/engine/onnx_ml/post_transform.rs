@@ -17,7 +17,8 @@ pub enum PostTransform {
 /// How a binary classifier's single score `s` becomes two columns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SecondClass {
-    /// `[1 - s, s]`.
+    /// `[1 - s, s]`, or `[1 - logistic(s), logistic(s)]` under LOGISTIC; other transforms are
+    /// not applied.
     Complement,
     /// `[-s, s]`, or `[logistic(-s), logistic(s)]` under LOGISTIC.
     Mirror,
@@ -65,6 +66,10 @@ impl PostTransform {
         let mut out = Vec::with_capacity(scores.len() * 2);
         for &s in scores {
             let pair = match second {
+                SecondClass::Complement if self == PostTransform::Logistic => {
+                    let p = logistic(s);
+                    [1.0 - p, p]
+                }
                 SecondClass::Complement => [1.0 - s, s],
                 SecondClass::Mirror if self == PostTransform::Logistic => {
                     [logistic(-s), logistic(s)]
@@ -176,6 +181,10 @@ mod tests {
         assert_eq!(none.expand_binary(&[2.0], SecondClass::Mirror), [-2.0, 2.0]);
         let logistic_pair = PostTransform::Logistic.expand_binary(&[0.0], SecondClass::Mirror);
         assert_eq!(logistic_pair, [0.5, 0.5]);
+        let softmax = PostTransform::Softmax.expand_binary(&[0.25], SecondClass::Complement);
+        assert_eq!(softmax, [0.75, 0.25]);
+        let logistic = PostTransform::Logistic.expand_binary(&[0.0], SecondClass::Complement);
+        assert_eq!(logistic, [0.5, 0.5]);
     }
 
     #[test]
