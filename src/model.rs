@@ -321,7 +321,12 @@ fn read(
     dir: Option<&str>,
     origin: &str,
 ) -> Result<InferenceModel, LoadError> {
-    let unreadable = |e: TractError| LoadError(format!("cannot read the ONNX model {origin}: {}", brief(&e)));
+    let unreadable = |e: TractError| {
+        LoadError(format!(
+            "cannot read the ONNX model {origin}: {}",
+            brief(&e)
+        ))
+    };
     let proto = proto.map_err(unreadable)?;
     if let Some(why) = crate::engine::onnx_ml::refusal(&proto) {
         return Err(LoadError(format!("cannot load {origin}: {why}")));
@@ -366,7 +371,12 @@ fn open_first_dims(model: &InferenceModel) -> usize {
         .inputs
         .iter()
         .filter_map(|&outlet| model.outlet_fact(outlet).ok())
-        .filter(|fact| fact.shape.dims().next().is_some_and(|d| d.concretize().is_none()))
+        .filter(|fact| {
+            fact.shape
+                .dims()
+                .next()
+                .is_some_and(|d| d.concretize().is_none())
+        })
         .count()
 }
 

@@ -123,7 +123,8 @@ fn difference(got: &Tensor, expected: &Tensor) -> Option<String> {
             got.shape, expected.shape
         ));
     }
-    let mismatch = |i: usize, g: String, e: String| Some(format!("element {i}: {g} instead of {e}"));
+    let mismatch =
+        |i: usize, g: String, e: String| Some(format!("element {i}: {g} instead of {e}"));
     match (&got.data, &expected.data) {
         (TensorData::Fp32(g), TensorData::Fp32(e)) => g
             .iter()
@@ -181,7 +182,9 @@ fn maps_difference(got: &Tensor, labels: &ClassLabels, maps: &[Value]) -> Option
             let expected = float(&map[key]);
             let got = f64::from(values[row * columns + column]);
             if !close_f32(got, expected) {
-                return Some(format!("row {row}, class {key}: {got} instead of {expected}"));
+                return Some(format!(
+                    "row {row}, class {key}: {got} instead of {expected}"
+                ));
             }
         }
     }
@@ -316,8 +319,15 @@ fn a_wrong_feature_count_is_a_clear_error() {
     ] {
         let model = Model::load(&fixture(name).model_path()).unwrap();
         let features = model.signature().inputs[0].shape[1].as_i64() as usize;
-        let short = Tensor::new(vec![2, features - 1], TensorData::Fp32(vec![0.5; 2 * (features - 1)])).unwrap();
-        let message = model.signature().check_inputs(&[short.clone()]).unwrap_err();
+        let short = Tensor::new(
+            vec![2, features - 1],
+            TensorData::Fp32(vec![0.5; 2 * (features - 1)]),
+        )
+        .unwrap();
+        let message = model
+            .signature()
+            .check_inputs(&[short.clone()])
+            .unwrap_err();
         assert!(
             message.contains(&format!("dimension 1 must be {features}")),
             "{name}: {message}"
@@ -329,7 +339,11 @@ fn a_wrong_feature_count_is_a_clear_error() {
 
 #[test]
 fn strings_where_numbers_go_are_a_clear_error() {
-    for name in ["svc_rbf_proba", "logreg_multi", "pipeline_preprocessing_ridge"] {
+    for name in [
+        "svc_rbf_proba",
+        "logreg_multi",
+        "pipeline_preprocessing_ridge",
+    ] {
         let model = Model::load(&fixture(name).model_path()).unwrap();
         let features = model.signature().inputs[0].shape[1].as_i64() as usize;
         let strings = Tensor::new(
@@ -337,7 +351,10 @@ fn strings_where_numbers_go_are_a_clear_error() {
             TensorData::Bytes(vec!["1.5".into(); features]),
         )
         .unwrap();
-        let message = model.signature().check_inputs(&[strings.clone()]).unwrap_err();
+        let message = model
+            .signature()
+            .check_inputs(&[strings.clone()])
+            .unwrap_err();
         assert!(
             message.contains("expects datatype FP32, got BYTES"),
             "{name}: {message}"
@@ -356,6 +373,9 @@ fn strings_where_numbers_go_are_a_clear_error() {
         inputs.swap(0, 1);
     }
     let message = model.signature().check_inputs(&inputs).unwrap_err();
-    assert!(message.contains("expects datatype BYTES, got FP32"), "{message}");
+    assert!(
+        message.contains("expects datatype BYTES, got FP32"),
+        "{message}"
+    );
     run_unchecked(&model, inputs);
 }

@@ -43,13 +43,21 @@ impl ArrayFeatureExtractor {
         let indices = indices
             .iter()
             .map(|&i| {
-                usize::try_from(i).ok().filter(|&i| i < stride).ok_or_else(|| {
-                    format_err!("ArrayFeatureExtractor: index {i} is out of range 0..{stride}")
-                })
+                usize::try_from(i)
+                    .ok()
+                    .filter(|&i| i < stride)
+                    .ok_or_else(|| {
+                        format_err!("ArrayFeatureExtractor: index {i} is out of range 0..{stride}")
+                    })
             })
             .collect::<TractResult<Vec<usize>>>()?;
         let shape = output_shape(x.shape(), indices.len());
-        fn pick<T: Datum>(x: &Tensor, indices: &[usize], stride: usize, shape: &[usize]) -> TractResult<Tensor> {
+        fn pick<T: Datum>(
+            x: &Tensor,
+            indices: &[usize],
+            stride: usize,
+            shape: &[usize],
+        ) -> TractResult<Tensor> {
             let values = support::slice::<T>(x)?;
             let picked = values
                 .chunks(stride.max(1))
@@ -95,7 +103,11 @@ mod tests {
 
     #[test]
     fn picks_strings_along_the_last_axis() {
-        let x = support::tensor(&[2, 2], vec!["a".to_string(), "b".into(), "c".into(), "d".into()]).unwrap();
+        let x = support::tensor(
+            &[2, 2],
+            vec!["a".to_string(), "b".into(), "c".into(), "d".into()],
+        )
+        .unwrap();
         let out = run(x, vec![1]).unwrap();
         assert_eq!(out.shape(), [2, 1]);
         assert_eq!(support::slice::<String>(&out).unwrap(), ["b", "d"]);
@@ -112,7 +124,17 @@ mod tests {
     #[test]
     fn indices_out_of_range_are_errors() {
         let x = || support::tensor(&[3], vec![5i64, 6, 7]).unwrap();
-        assert!(run(x(), vec![3]).unwrap_err().to_string().contains("out of range"));
-        assert!(run(x(), vec![-1]).unwrap_err().to_string().contains("out of range"));
+        assert!(
+            run(x(), vec![3])
+                .unwrap_err()
+                .to_string()
+                .contains("out of range")
+        );
+        assert!(
+            run(x(), vec![-1])
+                .unwrap_err()
+                .to_string()
+                .contains("out of range")
+        );
     }
 }

@@ -58,10 +58,17 @@ mod tests {
     #[test]
     fn above_the_threshold_is_one_and_nan_an_error() {
         let op = Binarizer { threshold: 0.5 };
-        let x = support::tensor(&[3], vec![0.5f32, 0.6, -1.0]).unwrap().into_tvalue();
+        let x = support::tensor(&[3], vec![0.5f32, 0.6, -1.0])
+            .unwrap()
+            .into_tvalue();
         let out = op.evaluate(tvec!(x)).unwrap();
         assert_eq!(support::slice::<f32>(&out[0]).unwrap(), [0.0, 1.0, 0.0]);
         let x = support::tensor(&[1], vec![f32::NAN]).unwrap().into_tvalue();
-        assert!(op.evaluate(tvec!(x)).unwrap_err().to_string().contains("NaN"));
+        assert!(
+            op.evaluate(tvec!(x))
+                .unwrap_err()
+                .to_string()
+                .contains("NaN")
+        );
     }
 }

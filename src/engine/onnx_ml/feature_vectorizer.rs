@@ -79,7 +79,10 @@ impl TypedOp for FeatureVectorizer {
                 "FeatureVectorizer takes numbers, got {:?}",
                 input.datum_type
             );
-            ensure!(input.rank() >= 1, "FeatureVectorizer takes inputs of at least one dimension");
+            ensure!(
+                input.rank() >= 1,
+                "FeatureVectorizer takes inputs of at least one dimension"
+            );
         }
         let rows = match inputs[0].rank() {
             1 => 1.to_dim(),
@@ -102,7 +105,9 @@ mod tests {
         let op = FeatureVectorizer { widths: vec![1, 3] };
         let a = support::tensor(&[2, 2], vec![1.0f32, 9.0, 2.0, 9.0]).unwrap();
         let b = support::tensor(&[2, 2], vec![3i64, 4, 5, 6]).unwrap();
-        let out = op.evaluate(tvec!(a.into_tvalue(), b.into_tvalue())).unwrap();
+        let out = op
+            .evaluate(tvec!(a.into_tvalue(), b.into_tvalue()))
+            .unwrap();
         assert_eq!(out[0].shape(), [2, 4]);
         assert_eq!(
             support::slice::<f32>(&out[0]).unwrap(),

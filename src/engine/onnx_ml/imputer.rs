@@ -96,8 +96,15 @@ impl TypedOp for Imputer {
             Replacement::Int64s { .. } => support::is_int64(dt),
         };
         ensure!(fits, "{}", self.type_error(dt));
-        ensure!(inputs[0].rank() >= 1, "Imputer takes an input of at least one dimension");
-        let dt = if dt == DatumType::TDim { DatumType::I64 } else { dt };
+        ensure!(
+            inputs[0].rank() >= 1,
+            "Imputer takes an input of at least one dimension"
+        );
+        let dt = if dt == DatumType::TDim {
+            DatumType::I64
+        } else {
+            dt
+        };
         Ok(tvec!(dt.fact(inputs[0].shape.clone())))
     }
 

@@ -22,7 +22,11 @@ enum Key {
 impl Key {
     fn of_f64(x: f64) -> Key {
         let x = if x == 0.0 { 0.0 } else { x };
-        Key::Bits(if x.is_nan() { f64::NAN.to_bits() } else { x.to_bits() })
+        Key::Bits(if x.is_nan() {
+            f64::NAN.to_bits()
+        } else {
+            x.to_bits()
+        })
     }
 }
 
@@ -87,7 +91,10 @@ impl Table {
     /// Where each input element's value is.
     fn positions(&self, x: &Tensor) -> TractResult<Vec<usize>> {
         let default = self.values.len() - 1;
-        let find = |key: Option<Key>| key.and_then(|k| self.index.get(&k).copied()).unwrap_or(default);
+        let find = |key: Option<Key>| {
+            key.and_then(|k| self.index.get(&k).copied())
+                .unwrap_or(default)
+        };
         let is_key = |nan: bool| !nan || self.nan_matches_nan;
         Ok(match x.datum_type() {
             DatumType::String => support::slice::<String>(x)?
@@ -133,12 +140,20 @@ struct Lookup {
 
 impl Lookup {
     fn table(&self, input: DatumType) -> TractResult<&Table> {
-        let expected: Vec<String> = self.tables.iter().map(|t| format!("{:?}", t.key_type)).collect();
+        let expected: Vec<String> = self
+            .tables
+            .iter()
+            .map(|t| format!("{:?}", t.key_type))
+            .collect();
         self.tables
             .iter()
             .find(|t| same_key_type(t.key_type, input))
             .ok_or_else(|| {
-                format_err!("{} takes {} keys, got {input:?}", self.op, expected.join(" or "))
+                format_err!(
+                    "{} takes {} keys, got {input:?}",
+                    self.op,
+                    expected.join(" or ")
+                )
             })
     }
 
@@ -304,7 +319,8 @@ fn list_or_tensor(
         found.push(support::tensor(&[floats.len()], floats)?);
     }
     if opset >= 4
-        && let Some(proto) = node.get_attr_opt::<&tract_onnx::pb::TensorProto>(&format!("{prefix}_tensor"))?
+        && let Some(proto) =
+            node.get_attr_opt::<&tract_onnx::pb::TensorProto>(&format!("{prefix}_tensor"))?
     {
         let t = ctx.load_tensor(proto)?;
         let len = t.len();
@@ -340,7 +356,10 @@ fn key_value_table(ctx: &ParsingContext, node: &NodeProto, opset: i64) -> TractR
             .iter()
             .map(|&f| Key::of_f64(f64::from(f)))
             .collect(),
-        _ => support::slice::<f64>(&keys)?.iter().map(|&f| Key::of_f64(f)).collect(),
+        _ => support::slice::<f64>(&keys)?
+            .iter()
+            .map(|&f| Key::of_f64(f))
+            .collect(),
     };
     let default = default_value(ctx, node, value_type, opset)?;
     Table::new(
@@ -399,7 +418,9 @@ mod tests {
     }
 
     fn look_up(table: &Table, x: Tensor) -> Vec<i64> {
-        support::slice::<i64>(&table.look_up(&x).unwrap()).unwrap().to_vec()
+        support::slice::<i64>(&table.look_up(&x).unwrap())
+            .unwrap()
+            .to_vec()
     }
 
     #[test]
@@ -426,10 +447,18 @@ mod tests {
     fn the_wrong_key_type_is_an_error() {
         let lookup = Lookup {
             op: "LabelEncoder",
-            tables: vec![table(int_keys(&[1]), DatumType::I64, Repeats::FirstWins, false)],
+            tables: vec![table(
+                int_keys(&[1]),
+                DatumType::I64,
+                Repeats::FirstWins,
+                false,
+            )],
         };
         let x = strings_tensor(vec!["a".into()]).unwrap().into_tvalue();
         let err = lookup.evaluate(tvec!(x)).unwrap_err().to_string();
-        assert!(err.contains("LabelEncoder takes I64 keys, got String"), "{err}");
+        assert!(
+            err.contains("LabelEncoder takes I64 keys, got String"),
+            "{err}"
+        );
     }
 }

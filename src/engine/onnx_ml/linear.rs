@@ -18,7 +18,10 @@ fn scores(x: &[f32], rows: usize, coefficients: &[f32], intercepts: Option<&[f32
     let mut out = Vec::with_capacity(rows * coefficients.len() / width.max(1));
     for row in x.chunks(width.max(1)).take(rows) {
         for (t, weights) in coefficients.chunks(width.max(1)).enumerate() {
-            let dot = row.iter().zip(weights).fold(0.0f32, |acc, (a, b)| acc + a * b);
+            let dot = row
+                .iter()
+                .zip(weights)
+                .fold(0.0f32, |acc, (a, b)| acc + a * b);
             out.push(dot + intercepts.map_or(0.0, |i| i[t]));
         }
     }
@@ -260,7 +263,11 @@ ml_operator!(LinearRegressor, "LinearRegressor", inputs: Some(1), outputs: 1);
 mod tests {
     use super::*;
 
-    fn classifier(intercepts: Vec<f32>, labels: ClassLabels, post: PostTransform) -> LinearClassifier {
+    fn classifier(
+        intercepts: Vec<f32>,
+        labels: ClassLabels,
+        post: PostTransform,
+    ) -> LinearClassifier {
         let features = 2;
         LinearClassifier {
             coefficients: vec![1.0; features * intercepts.len()],
@@ -284,7 +291,10 @@ mod tests {
         let labels = || ClassLabels::Strings(vec!["no".into(), "yes".into()]);
         let op = classifier(vec![0.0], labels(), PostTransform::Softmax);
         let (labels_out, scores) = run(&op, vec![0.25, 0.5, -1.0, 0.0]);
-        assert_eq!(support::slice::<String>(&labels_out).unwrap(), ["yes", "no"]);
+        assert_eq!(
+            support::slice::<String>(&labels_out).unwrap(),
+            ["yes", "no"]
+        );
         assert_eq!(scores, [0.25, 0.75, 2.0, -1.0]);
         let op = classifier(vec![0.0], labels(), PostTransform::Logistic);
         let (_, scores) = run(&op, vec![0.0, 0.0]);
@@ -300,7 +310,11 @@ mod tests {
         );
         let (labels, _) = run(&op, vec![-1.0, 0.0]);
         assert_eq!(support::slice::<i64>(&labels).unwrap(), [9]);
-        let op = classifier(vec![0.0, 0.0], ClassLabels::Int64(vec![7, 8]), PostTransform::None);
+        let op = classifier(
+            vec![0.0, 0.0],
+            ClassLabels::Int64(vec![7, 8]),
+            PostTransform::None,
+        );
         let (labels, _) = run(&op, vec![1.0, 1.0]);
         assert_eq!(support::slice::<i64>(&labels).unwrap(), [7]);
     }
@@ -315,8 +329,14 @@ mod tests {
 
     #[test]
     fn a_wrong_feature_count_is_an_error() {
-        let op = classifier(vec![0.0], ClassLabels::Int64(vec![0, 1]), PostTransform::None);
-        let x = support::tensor(&[1, 3], vec![1.0f32; 3]).unwrap().into_tvalue();
+        let op = classifier(
+            vec![0.0],
+            ClassLabels::Int64(vec![0, 1]),
+            PostTransform::None,
+        );
+        let x = support::tensor(&[1, 3], vec![1.0f32; 3])
+            .unwrap()
+            .into_tvalue();
         let err = op.evaluate(tvec!(x)).unwrap_err().to_string();
         assert!(err.contains("expects 2 features per row, got 3"), "{err}");
     }
@@ -329,7 +349,9 @@ mod tests {
             targets: 1,
             post_transform: PostTransform::Logistic,
         };
-        let x = support::tensor(&[1, 2], vec![1.0f32, 2.0]).unwrap().into_tvalue();
+        let x = support::tensor(&[1, 2], vec![1.0f32, 2.0])
+            .unwrap()
+            .into_tvalue();
         let out = op.evaluate(tvec!(x)).unwrap();
         assert_eq!(support::slice::<f32>(&out[0]).unwrap(), [3.0]);
     }

@@ -124,7 +124,9 @@ mod tests {
     use super::*;
 
     fn run(norm: Norm, x: Tensor) -> Vec<f32> {
-        let out = Normalizer { norm }.evaluate(tvec!(x.into_tvalue())).unwrap();
+        let out = Normalizer { norm }
+            .evaluate(tvec!(x.into_tvalue()))
+            .unwrap();
         support::slice::<f32>(&out[0]).unwrap().to_vec()
     }
 

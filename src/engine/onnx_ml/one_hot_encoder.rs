@@ -37,10 +37,16 @@ pub fn one_hot_encoder(
     // Later duplicates overwrite earlier ones, as in onnxruntime's map.
     let (categories, count) = if !ints.is_empty() {
         let count = ints.len();
-        (Categories::Int64(ints.into_iter().zip(0..).collect()), count)
+        (
+            Categories::Int64(ints.into_iter().zip(0..).collect()),
+            count,
+        )
     } else {
         let count = strings.len();
-        (Categories::Strings(strings.into_iter().zip(0..).collect()), count)
+        (
+            Categories::Strings(strings.into_iter().zip(0..).collect()),
+            count,
+        )
     };
     ensure!(count > 0, "has no categories");
     Ok((
@@ -60,7 +66,9 @@ impl OneHotEncoder {
             DatumType::String => {
                 let strings = support::slice::<String>(x)?;
                 return Ok(match &self.categories {
-                    Categories::Strings(map) => strings.iter().map(|s| map.get(s).copied()).collect(),
+                    Categories::Strings(map) => {
+                        strings.iter().map(|s| map.get(s).copied()).collect()
+                    }
                     Categories::Int64(_) => vec![None; strings.len()],
                 });
             }
@@ -109,7 +117,11 @@ impl TypedOp for OneHotEncoder {
         ensure!(
             matches!(
                 dt,
-                DatumType::String | DatumType::I64 | DatumType::TDim | DatumType::F32 | DatumType::F64
+                DatumType::String
+                    | DatumType::I64
+                    | DatumType::TDim
+                    | DatumType::F32
+                    | DatumType::F64
             ),
             "OneHotEncoder takes int64, float, double or string, got {dt:?}"
         );
@@ -142,7 +154,10 @@ mod tests {
 
     fn run(op: &OneHotEncoder, x: Tensor) -> TractResult<(Vec<usize>, Vec<f32>)> {
         let out = op.evaluate(tvec!(x.into_tvalue()))?;
-        Ok((out[0].shape().to_vec(), support::slice::<f32>(&out[0])?.to_vec()))
+        Ok((
+            out[0].shape().to_vec(),
+            support::slice::<f32>(&out[0])?.to_vec(),
+        ))
     }
 
     #[test]

@@ -89,7 +89,9 @@ pub fn logistic(x: f32) -> f32 {
 }
 
 fn softmax(row: &mut [f32]) {
-    let max = row.iter().fold(-f32::MAX, |m, &s| if s > m { s } else { m });
+    let max = row
+        .iter()
+        .fold(-f32::MAX, |m, &s| if s > m { s } else { m });
     let mut sum = 0.0f32;
     for s in row.iter_mut() {
         *s = (*s - max).exp();
@@ -100,7 +102,9 @@ fn softmax(row: &mut [f32]) {
 
 /// Softmax over the non-zero scores; zeros stay (almost) zero.
 fn softmax_zero(row: &mut [f32]) {
-    let max = row.iter().fold(-f32::MAX, |m, &s| if s > m { s } else { m });
+    let max = row
+        .iter()
+        .fold(-f32::MAX, |m, &s| if s > m { s } else { m });
     let exp_neg_max = (-max).exp();
     let mut sum = 0.0f32;
     for s in row.iter_mut() {

@@ -142,6 +142,9 @@ mod tests {
         };
         let x = support::tensor(&[1, 3], vec![1.0f32; 3]).unwrap();
         let err = run(&op, x).unwrap_err().to_string();
-        assert!(err.contains("2 scale values for rows of 3 features"), "{err}");
+        assert!(
+            err.contains("2 scale values for rows of 3 features"),
+            "{err}"
+        );
     }
 }

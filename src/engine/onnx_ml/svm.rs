@@ -387,12 +387,18 @@ fn first_max_by<T>(values: &[T], less: impl Fn(&T, &T) -> bool) -> usize {
 
 /// Class probabilities from the pairwise decision values, as onnxruntime computes them:
 /// Platt's sigmoid per pair, clipped, then libsvm's coupling (Wu, Lin and Weng, method 2).
-fn pairwise_probabilities(classes: usize, scores: &[f32], prob_a: &[f32], prob_b: &[f32]) -> Vec<f32> {
+fn pairwise_probabilities(
+    classes: usize,
+    scores: &[f32],
+    prob_a: &[f32],
+    prob_b: &[f32],
+) -> Vec<f32> {
     let mut r = vec![0.0f32; classes * classes];
     let mut pair = 0;
     for i in 0..classes - 1 {
         for j in i + 1..classes {
-            let p = 1.0 - super::post_transform::logistic(scores[pair] * prob_a[pair] + prob_b[pair]);
+            let p =
+                1.0 - super::post_transform::logistic(scores[pair] * prob_a[pair] + prob_b[pair]);
             let p = p.clamp(1.0e-7, 1.0 - 1.0e-7);
             r[i * classes + j] = p;
             r[j * classes + i] = 1.0 - p;
@@ -427,9 +433,13 @@ fn couple(k: usize, r: &[f32]) -> Vec<f32> {
             }
             pqp += p[i] * qp[i];
         }
-        let max_error = qp
-            .iter()
-            .fold(0.0f32, |m, &v| if (v - pqp).abs() > m { (v - pqp).abs() } else { m });
+        let max_error = qp.iter().fold(0.0f32, |m, &v| {
+            if (v - pqp).abs() > m {
+                (v - pqp).abs()
+            } else {
+                m
+            }
+        });
         if max_error < eps {
             break;
         }
@@ -520,7 +530,8 @@ impl SvmRegressor {
         let mut out = Vec::with_capacity(rows);
         for row in x.chunks(width.max(1)).take(rows) {
             let value = if self.vectors.is_empty() {
-                self.kernel.apply(row, &self.coefficients, self.rho, &mut kernels);
+                self.kernel
+                    .apply(row, &self.coefficients, self.rho, &mut kernels);
                 kernels[0]
             } else {
                 self.kernel.apply(row, &self.vectors, 0.0, &mut kernels);
@@ -564,7 +575,10 @@ mod tests {
     #[test]
     fn coupling_two_classes_gives_back_the_pairwise_probability() {
         let p = couple(2, &[0.0, 0.8, 0.2, 0.0]);
-        assert!((p[0] - 0.8).abs() < 1e-3 && (p[1] - 0.2).abs() < 1e-3, "{p:?}");
+        assert!(
+            (p[0] - 0.8).abs() < 1e-3 && (p[1] - 0.2).abs() < 1e-3,
+            "{p:?}"
+        );
     }
 
     #[test]

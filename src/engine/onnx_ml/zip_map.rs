@@ -76,7 +76,8 @@ pub fn output_map_keys(model: &InferenceModel) -> Vec<Option<ClassLabels>> {
         .iter()
         .map(|outlet| {
             let node = model.node(outlet.node);
-            node.op_as::<ZipMap>().map(|zip_map| zip_map.labels().clone())
+            node.op_as::<ZipMap>()
+                .map(|zip_map| zip_map.labels().clone())
         })
         .collect()
 }
@@ -94,7 +95,10 @@ mod tests {
         let out = op.evaluate(tvec!(x.clone().into_tvalue())).unwrap();
         assert_eq!(out[0].clone().into_tensor(), x);
         let wrong = support::tensor(&[1, 3], vec![0.0f32; 3]).unwrap();
-        let err = op.evaluate(tvec!(wrong.into_tvalue())).unwrap_err().to_string();
+        let err = op
+            .evaluate(tvec!(wrong.into_tvalue()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("2 class labels for rows of 3"), "{err}");
     }
 }
