@@ -326,7 +326,7 @@ fn a_wrong_feature_count_is_a_clear_error() {
         .unwrap();
         let message = model
             .signature()
-            .check_inputs(&[short.clone()])
+            .check_inputs(std::slice::from_ref(&short))
             .unwrap_err();
         assert!(
             message.contains(&format!("dimension 1 must be {features}")),
@@ -353,7 +353,7 @@ fn strings_where_numbers_go_are_a_clear_error() {
         .unwrap();
         let message = model
             .signature()
-            .check_inputs(&[strings.clone()])
+            .check_inputs(std::slice::from_ref(&strings))
             .unwrap_err();
         assert!(
             message.contains("expects datatype FP32, got BYTES"),

@@ -393,7 +393,7 @@ fn default_value(
         );
         let len = t.len();
         let t = t.into_shape(&[len])?;
-        return Ok(t.slice(0, 0, 1)?.into_shape(&[])?);
+        return t.slice(0, 0, 1)?.into_shape(&[]);
     }
     Ok(match value_type {
         DatumType::String => tensor0(

@@ -53,7 +53,7 @@ pub fn linear_classifier(
         "has no intercepts (onnxruntime counts the classes it scores by them)"
     );
     ensure!(
-        !coefficients.is_empty() && coefficients.len() % targets == 0,
+        !coefficients.is_empty() && coefficients.len().is_multiple_of(targets),
         "has {} coefficients, not a whole number of rows for {targets} intercepts",
         coefficients.len()
     );
@@ -200,7 +200,7 @@ pub fn linear_regressor(
         .ok_or_else(|| format_err!("targets must be positive, got {targets}"))?;
     let coefficients: Vec<f32> = node.get_attr_vec("coefficients")?;
     ensure!(
-        !coefficients.is_empty() && coefficients.len() % targets == 0,
+        !coefficients.is_empty() && coefficients.len().is_multiple_of(targets),
         "has {} coefficients, not a whole number of rows for {targets} targets",
         coefficients.len()
     );

@@ -204,7 +204,9 @@ pub fn check_width(width: &TDim, expected: usize, op: &str) -> TractResult<()> {
 /// `static_cast<int64_t>(x)` as it behaves on x86-64, where onnxruntime's reference answers
 /// come from: truncation toward zero, and i64::MIN for NaN and values out of range.
 pub fn c_cast_to_i64(x: f64) -> i64 {
-    if x.is_nan() || x >= 9.223_372_036_854_775_808e18 || x < -9.223_372_036_854_775_808e18 {
+    // 2^63: the first double past i64::MAX.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if !(-LIMIT..LIMIT).contains(&x) {
         i64::MIN
     } else {
         x as i64

@@ -165,7 +165,7 @@ impl SvmClassifier {
             );
             ensure!(classes >= 2, "has a single class");
             ensure!(
-                vectors.len() % vector_count == 0 && !vectors.is_empty(),
+                vectors.len().is_multiple_of(vector_count) && !vectors.is_empty(),
                 "support_vectors holds {} values, not a whole number of rows for {vector_count} \
                  support vectors",
                 vectors.len()
@@ -212,7 +212,7 @@ impl SvmClassifier {
             (mode, vectors.len() / vector_count)
         } else {
             ensure!(
-                coefficients.len() % classes == 0,
+                coefficients.len().is_multiple_of(classes),
                 "has {} coefficients, not a whole number of rows for {classes} classes",
                 coefficients.len()
             );
@@ -273,16 +273,16 @@ impl SvmClassifier {
                     for j in i + 1..classes {
                         // libsvm's decision value for (i, j): class i's vectors weighted by their
                         // coefficients against j, and j's against i; summed in double.
-                        let mut sum = 0.0f64;
-                        let row_j = (j - 1) * vector_count;
-                        for v in starts[i]..starts[i] + counts[i] {
-                            sum += f64::from(self.coefficients[row_j + v] * kernels[v]);
-                        }
-                        let row_i = i * vector_count;
-                        for v in starts[j]..starts[j] + counts[j] {
-                            sum += f64::from(self.coefficients[row_i + v] * kernels[v]);
-                        }
-                        sum += f64::from(self.rho[pair]);
+                        let add_weighted = |sum: f64, class: usize, against: usize| {
+                            let range = starts[class]..starts[class] + counts[class];
+                            let row = &self.coefficients[against * vector_count..];
+                            row[range.clone()]
+                                .iter()
+                                .zip(&kernels[range])
+                                .fold(sum, |sum, (c, k)| sum + f64::from(c * k))
+                        };
+                        let sum = add_weighted(add_weighted(0.0, i, j - 1), j, i);
+                        let sum = sum + f64::from(self.rho[pair]);
                         pair += 1;
                         scores.push(sum as f32);
                         votes[if sum > 0.0 { i } else { j }] += 1;
@@ -492,7 +492,7 @@ impl SvmRegressor {
         let rho = *rho.first().ok_or_else(|| format_err!("has no rho"))?;
         let features = if vector_count > 0 {
             ensure!(
-                vectors.len() % vector_count == 0 && !vectors.is_empty(),
+                vectors.len().is_multiple_of(vector_count) && !vectors.is_empty(),
                 "support_vectors holds {} values, not a whole number of rows for {vector_count} \
                  support vectors",
                 vectors.len()
