@@ -15,5 +15,6 @@ mod overload;
 mod predict;
 mod proxy;
 mod robustness;
+mod tabular;
 mod v1;
 mod v2;

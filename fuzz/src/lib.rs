@@ -23,18 +23,21 @@ pub fn signature(data: &[u8]) -> Option<(Signature, &[u8])> {
         name: "x".into(),
         datatype,
         shape: dims,
+        map_keys: None,
     }];
     if kind & 0x80 != 0 {
         inputs.push(TensorSpec {
             name: "y".into(),
             datatype: DataType::Fp32,
             shape: vec![Dim::Symbolic("batch".into())],
+            map_keys: None,
         });
     }
     let outputs = vec![TensorSpec {
         name: "out".into(),
         datatype: DataType::Fp32,
         shape: vec![Dim::Symbolic("batch".into())],
+        map_keys: None,
     }];
     Some((Signature { inputs, outputs }, rest))
 }

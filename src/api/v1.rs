@@ -357,6 +357,7 @@ mod tests {
                 name: "text".into(),
                 datatype: DataType::Bytes,
                 shape: vec![Dim::Symbolic("batch".into())],
+                map_keys: None,
             }],
             outputs: vec![],
         };

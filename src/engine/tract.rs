@@ -6,7 +6,7 @@
 //! every request and runs side by side with no lock.
 
 use super::error::LoadError;
-use crate::tensor::{DataType, Dim, Signature, Tensor, TensorData, TensorSpec};
+use crate::tensor::{ClassLabels, DataType, Dim, Signature, Tensor, TensorData, TensorSpec};
 use std::path::Path;
 use tract_linalg::multithread::{self, Executor};
 use tract_onnx::Onnx;
@@ -54,10 +54,8 @@ pub(super) fn load(path: &Path, fixed: &[InputShape]) -> Result<(Loaded, Signatu
     let origin = path.display().to_string();
     // Tensors stored beside the file are found from its folder.
     let folder = path.parent().and_then(Path::to_str);
-    let parsed = onnx
-        .proto_model_for_path(path)
-        .and_then(|proto| Ok((parse(&onnx, &proto, folder)?, proto)));
-    prepare(parsed, &origin, fixed)
+    let (model, proto) = read(&onnx, onnx.proto_model_for_path(path), folder, &origin)?;
+    prepare(model, &proto, &origin, fixed)
 }
 
 /// Like `load`, from the bytes of an ONNX file; `origin` names it in messages.
@@ -67,38 +65,59 @@ pub(super) fn load_bytes(
     fixed: &[InputShape],
 ) -> Result<(Loaded, Signature), LoadError> {
     let onnx = onnx();
-    let parsed = onnx
-        .proto_model_for_read(&mut &*bytes)
-        .and_then(|proto| Ok((parse(&onnx, &proto, None)?, proto)));
-    prepare(parsed, origin, fixed)
+    let (model, proto) = read(&onnx, onnx.proto_model_for_read(&mut &*bytes), None, origin)?;
+    prepare(model, &proto, origin, fixed)
 }
 
-/// The model of a parsed ONNX file.
-fn parse(onnx: &Onnx, proto: &ModelProto, folder: Option<&str>) -> TractResult<InferenceModel> {
-    let parsed = onnx.parse(proto, folder)?;
-    if !parsed.unresolved_inputs.is_empty() {
-        bail!(
-            "some nodes read values nothing makes: {:?}",
-            parsed.unresolved_inputs
-        );
+/// Parses an ONNX model with our operators, first refusing a model whose inputs no
+/// protocol can carry (maps, sequences: `onnx_ml::refusal`). `folder` is where tensors
+/// stored beside the file would be.
+fn read(
+    onnx: &Onnx,
+    proto: TractResult<ModelProto>,
+    folder: Option<&str>,
+    origin: &str,
+) -> Result<(InferenceModel, ModelProto), LoadError> {
+    let unreadable = |e: TractError| {
+        LoadError(format!(
+            "cannot read the ONNX model {origin}: {}",
+            brief(&e)
+        ))
+    };
+    let proto = proto.map_err(unreadable)?;
+    if let Some(why) = super::onnx_ml::refusal(&proto) {
+        return Err(LoadError(format!("cannot load {origin}: {why}")));
     }
-    Ok(parsed.model)
+    let parsed = onnx.parse(&proto, folder).map_err(unreadable)?;
+    if !parsed.unresolved_inputs.is_empty() {
+        return Err(LoadError(format!(
+            "cannot read the ONNX model {origin}: nodes read values nothing makes: {}",
+            parsed.unresolved_inputs.join(", ")
+        )));
+    }
+    Ok((parsed.model, proto))
 }
 
 /// Unsupported operators are reported by node name and operator before tract's own,
 /// longer, message. A model whose free input sizes symbolic analysis cannot handle is kept
 /// for plans per shape; any other failure to optimise refuses it.
 fn prepare(
-    parsed: TractResult<(InferenceModel, ModelProto)>,
+    mut model: InferenceModel,
+    proto: &ModelProto,
     origin: &str,
     fixed: &[InputShape],
 ) -> Result<(Loaded, Signature), LoadError> {
     let fail = |what: &str, e: TractError| LoadError(format!("{what} {origin}: {}", brief(&e)));
-    let (mut model, proto) = parsed.map_err(|e| fail("cannot read the ONNX model", e))?;
     refuse_unsupported(&model, origin)?;
+    // Read before optimising: ZipMap nodes are found by their op in the model as parsed.
+    let map_keys = super::onnx_ml::output_map_keys(&model);
     let cannot_load = |e: String| LoadError(format!("cannot load {origin}: {e}"));
     fix_input_shapes(&mut model, fixed).map_err(cannot_load)?;
-    close_open_input_dims(&mut model).map_err(cannot_load)?;
+    // Converters leave every input's batch dimension unnamed ([None, 3], [None, 1]); read
+    // as independent, tract cannot join such inputs (a Concat of their columns), so that
+    // failure is retried with one batch dimension shared by all of them.
+    let shared_retry = (open_first_dims(&model) > 1).then(|| model.clone());
+    close_open_input_dims(&mut model, false).map_err(cannot_load)?;
     let has_free_inputs = (0..model.inputs.len()).any(|ix| {
         model.input_fact(ix).is_ok_and(|fact| {
             fact.shape
@@ -106,19 +125,31 @@ fn prepare(
                 .any(|d| d.concretize().is_none_or(|d| d.to_usize().is_err()))
         })
     });
-    match model.clone().into_optimized() {
+    let optimized = match model.clone().into_optimized() {
+        Ok(optimized) => Ok(optimized),
+        Err(first) => {
+            let why = brief(&first);
+            match shared_retry {
+                Some(mut shared) => close_open_input_dims(&mut shared, true)
+                    .ok()
+                    .and_then(|()| shared.into_optimized().ok())
+                    .ok_or(why),
+                None => Err(why),
+            }
+        }
+    };
+    match optimized {
         Ok(optimized) => {
-            let signature = signature_of(&optimized)
+            let signature = signature_of(&optimized, map_keys)
                 .map_err(|e| LoadError(format!("cannot serve {origin}: {e}")))?;
             let plan = optimized
                 .into_runnable()
                 .map_err(|e| fail("tract cannot plan", e))?;
             Ok((Loaded::Optimised(Plan { plan }), signature))
         }
-        Err(e) if has_free_inputs => {
-            let signature = declared_signature(&model, &proto)
+        Err(why) if has_free_inputs => {
+            let signature = declared_signature(&model, proto, map_keys)
                 .map_err(|e| LoadError(format!("cannot serve {origin}: {e}")))?;
-            let why = brief(&e);
             Ok((
                 Loaded::PerShape {
                     source: Source { model },
@@ -127,7 +158,7 @@ fn prepare(
                 signature,
             ))
         }
-        Err(e) => Err(fail("tract cannot optimize", e)),
+        Err(why) => Err(LoadError(format!("tract cannot optimize {origin}: {why}"))),
     }
 }
 
@@ -286,9 +317,26 @@ fn brief(e: &TractError) -> String {
     causes.join(": ")
 }
 
+/// How many inputs leave their first dimension unnamed.
+fn open_first_dims(model: &InferenceModel) -> usize {
+    model
+        .inputs
+        .iter()
+        .filter_map(|&outlet| model.outlet_fact(outlet).ok())
+        .filter(|fact| {
+            fact.shape
+                .dims()
+                .next()
+                .is_some_and(|d| d.concretize().is_none())
+        })
+        .count()
+}
+
 /// ONNX lets an input leave some dimensions unnamed; tract needs a symbol for each, taken
-/// from the model's own symbol scope so it is the one the rest of the graph refers to.
-fn close_open_input_dims(model: &mut InferenceModel) -> Result<(), String> {
+/// from the model's own symbol scope so it is the one the rest of the graph refers to. With
+/// `share_first`, every unnamed first dimension gets one symbol, the batch.
+fn close_open_input_dims(model: &mut InferenceModel, share_first: bool) -> Result<(), String> {
+    let batch: TDim = model.symbols.new_with_prefix("batch").into();
     for ix in 0..model.inputs.len() {
         let outlet = model.inputs[ix];
         let name = model.node(outlet.node).name.clone();
@@ -310,9 +358,12 @@ fn close_open_input_dims(model: &mut InferenceModel) -> Result<(), String> {
         let dims: TVec<TDim> = fact
             .shape
             .dims()
-            .map(|d| {
-                d.concretize()
-                    .unwrap_or_else(|| model.symbols.new_with_prefix("dim").into())
+            .enumerate()
+            .map(|(axis, d)| {
+                d.concretize().unwrap_or_else(|| match axis {
+                    0 if share_first => batch.clone(),
+                    _ => model.symbols.new_with_prefix("dim").into(),
+                })
             })
             .collect();
         let closed =
@@ -324,7 +375,12 @@ fn close_open_input_dims(model: &mut InferenceModel) -> Result<(), String> {
     Ok(())
 }
 
-fn signature_of(model: &TypedModel) -> Result<Signature, String> {
+/// The signature of the optimised model; `map_keys` gives, per output, the class labels of the
+/// ZipMap that makes it.
+fn signature_of(
+    model: &TypedModel,
+    map_keys: Vec<Option<ClassLabels>>,
+) -> Result<Signature, String> {
     let spec = |outlet: OutletId, name: String| -> Result<TensorSpec, String> {
         let fact = model.outlet_fact(outlet).map_err(|e| e.to_string())?;
         let datatype = datatype_of(fact.datum_type).ok_or_else(|| {
@@ -345,6 +401,7 @@ fn signature_of(model: &TypedModel) -> Result<Signature, String> {
             name,
             datatype,
             shape,
+            map_keys: None,
         })
     };
     let inputs = model
@@ -352,7 +409,7 @@ fn signature_of(model: &TypedModel) -> Result<Signature, String> {
         .iter()
         .map(|&o| spec(o, model.node(o.node).name.clone()))
         .collect::<Result<_, _>>()?;
-    let outputs = model
+    let mut outputs = model
         .outputs
         .iter()
         .map(|&o| {
@@ -362,14 +419,21 @@ fn signature_of(model: &TypedModel) -> Result<Signature, String> {
                 .unwrap_or_else(|| model.node(o.node).name.clone());
             spec(o, name)
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
+    for (output, keys) in outputs.iter_mut().zip(map_keys) {
+        output.map_keys = keys;
+    }
     Ok(Signature { inputs, outputs })
 }
 
 /// The signature as the model declares it, for a model that is optimised per input shape:
 /// the inputs as parsed (free dimensions stay free), the outputs as the ONNX graph declares
 /// them, undeclared dimensions free.
-fn declared_signature(model: &InferenceModel, proto: &ModelProto) -> Result<Signature, String> {
+fn declared_signature(
+    model: &InferenceModel,
+    proto: &ModelProto,
+    map_keys: Vec<Option<ClassLabels>>,
+) -> Result<Signature, String> {
     let inputs = model
         .inputs
         .iter()
@@ -398,11 +462,12 @@ fn declared_signature(model: &InferenceModel, proto: &ModelProto) -> Result<Sign
                 name,
                 datatype,
                 shape,
+                map_keys: None,
             })
         })
         .collect::<Result<_, String>>()?;
     let graph = proto.graph.as_ref().ok_or("the model has no graph")?;
-    let outputs = graph
+    let mut outputs: Vec<TensorSpec> = graph
         .output
         .iter()
         .map(|output| {
@@ -441,9 +506,13 @@ fn declared_signature(model: &InferenceModel, proto: &ModelProto) -> Result<Sign
                 name,
                 datatype,
                 shape,
+                map_keys: None,
             })
         })
         .collect::<Result<_, String>>()?;
+    for (output, keys) in outputs.iter_mut().zip(map_keys) {
+        output.map_keys = keys;
+    }
     Ok(Signature { inputs, outputs })
 }
 
@@ -482,6 +551,8 @@ fn datatype_of(dt: DatumType) -> Option<DataType> {
         DatumType::F32 => DataType::Fp32,
         DatumType::F64 => DataType::Fp64,
         DatumType::String => DataType::Bytes,
+        // tract's symbolic integers, which it uses for some int64 values (labels too).
+        DatumType::TDim => DataType::Int64,
         _ => return None,
     })
 }
@@ -514,6 +585,7 @@ fn from_tract(value: TValue) -> TractResult<Tensor> {
         DatumType::F32 => TensorData::Fp32(values(&tensor)?),
         DatumType::F64 => TensorData::Fp64(values(&tensor)?),
         DatumType::String => TensorData::Bytes(values(&tensor)?),
+        DatumType::TDim => TensorData::Int64(values(&*tensor.cast_to::<i64>()?)?),
         other => bail!("the model produced a {other:?} tensor, which cannot travel over HTTP"),
     };
     Tensor::new(shape, data).map_err(|e| anyhow!(e))

@@ -409,6 +409,7 @@ mod tests {
             name: "x".into(),
             datatype,
             shape: (0..rank).map(|_| Dim::Symbolic("n".into())).collect(),
+            map_keys: None,
         }
     }
 

@@ -606,6 +606,7 @@ mod tests {
             name: "x".into(),
             datatype,
             shape: (0..rank).map(|i| Dim::Symbolic(format!("d{i}"))).collect(),
+            map_keys: None,
         }
     }
 

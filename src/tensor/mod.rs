@@ -12,7 +12,9 @@ mod signature;
 
 #[cfg(test)]
 pub(crate) use signature::tests::spec as test_spec;
-pub use signature::{Dim, Signature, TensorDescription, TensorSpec, check_tensor, describe_all};
+pub use signature::{
+    ClassLabels, Dim, Signature, TensorDescription, TensorSpec, check_tensor, describe_all,
+};
 
 use half::f16;
 use std::fmt;

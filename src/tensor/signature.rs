@@ -30,6 +30,30 @@ pub struct TensorSpec {
     pub name: String,
     pub datatype: DataType,
     pub shape: Vec<Dim>,
+    /// For an output made by a ZipMap node: the class labels, in column order. The engine
+    /// answers ZipMap's probabilities as an FP32 tensor [N, classes]; onnxruntime's Python
+    /// API answers one map per row, label to probability.
+    pub map_keys: Option<ClassLabels>,
+}
+
+/// Class labels, as ONNX-ML classifiers and ZipMap carry them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClassLabels {
+    Int64(Vec<i64>),
+    Strings(Vec<String>),
+}
+
+impl ClassLabels {
+    pub fn len(&self) -> usize {
+        match self {
+            ClassLabels::Int64(labels) => labels.len(),
+            ClassLabels::Strings(labels) => labels.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl TensorSpec {
@@ -210,6 +234,7 @@ pub(crate) mod tests {
             name: name.into(),
             datatype: DataType::Fp32,
             shape,
+            map_keys: None,
         }
     }
 
