@@ -4,6 +4,7 @@
 
 pub mod binary;
 pub mod fast_json;
+pub mod image;
 pub mod json;
 
 use half::f16;
