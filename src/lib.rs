@@ -25,6 +25,9 @@ pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod model_path;
+// New, not wired yet; its place is src/http/ once http.rs becomes a folder.
+#[path = "http/multipart.rs"]
+pub mod multipart;
 pub mod openapi;
 pub mod rotation;
 pub mod routes;
