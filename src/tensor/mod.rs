@@ -6,6 +6,7 @@ pub mod binary;
 pub mod fast_json;
 pub mod image;
 pub mod json;
+pub mod labels;
 
 use half::f16;
 use std::fmt;
