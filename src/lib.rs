@@ -35,6 +35,8 @@ pub mod run_threads;
 pub mod server;
 pub mod signature;
 pub mod starved;
+// New, not wired yet: the JSON of GET /v2/models/{m}/stats; its place is the lead's to pick.
+pub mod stats_shape;
 pub mod tensor;
 pub mod workers;
 
