@@ -151,22 +151,37 @@ fn resample_rows(
     rows: std::ops::Range<usize>,
     filter: &Filter,
 ) -> Vec<u8> {
+    // A fixed channel count lets the compiler unroll the per-pixel work.
+    match channels {
+        1 => resample_rows_of::<1>(pixels, width, rows, filter),
+        3 => resample_rows_of::<3>(pixels, width, rows, filter),
+        4 => resample_rows_of::<4>(pixels, width, rows, filter),
+        _ => resample_rows_of::<2>(pixels, width, rows, filter),
+    }
+}
+
+fn resample_rows_of<const C: usize>(
+    pixels: &[u8],
+    width: usize,
+    rows: std::ops::Range<usize>,
+    filter: &Filter,
+) -> Vec<u8> {
     let out_width = filter.bounds.len();
-    let mut out = Vec::with_capacity(rows.len() * out_width * channels);
+    let mut out = Vec::with_capacity(rows.len() * out_width * C);
     for row in pixels
-        .chunks_exact(width * channels)
+        .chunks_exact(width * C)
         .skip(rows.start)
         .take(rows.len())
     {
-        for (x, &(start, _)) in filter.bounds.iter().enumerate() {
-            let taps = &row[start * channels..];
-            for c in 0..channels {
-                let mut sum = ROUNDING;
-                for (k, &w) in filter.weights(x).iter().enumerate() {
-                    sum += i32::from(taps[k * channels + c]) * w;
+        for (x, &(start, count)) in filter.bounds.iter().enumerate() {
+            let taps = &row[start * C..(start + count) * C];
+            let mut sums = [ROUNDING; C];
+            for (pixel, &w) in taps.chunks_exact(C).zip(filter.weights(x)) {
+                for c in 0..C {
+                    sums[c] += i32::from(pixel[c]) * w;
                 }
-                out.push(clip8(sum));
             }
+            out.extend(sums.map(clip8));
         }
     }
     out
