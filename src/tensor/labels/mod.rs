@@ -187,7 +187,7 @@ mod tests {
     fn picks_the_output_that_ends_in_the_class_count() {
         let batch = Dim::Symbolic("batch".into());
         let outputs = [
-            spec("label", DataType::Int64, &[batch.clone()]),
+            spec("label", DataType::Int64, std::slice::from_ref(&batch)),
             spec(
                 "probabilities",
                 DataType::Fp32,
