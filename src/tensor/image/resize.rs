@@ -17,8 +17,10 @@
 //!   filtered at all. Pillow 13 runs the vertical pass first when the height shrinks by more
 //!   than twice as many pixels as the width does (`in_h - out_h > 2 * (in_w - out_w)`, an
 //!   optimisation from Pillow PR #9549), the horizontal pass first otherwise; Pillow 12 and
-//!   older always run the horizontal pass first. We follow Pillow 13: for the sizes where
-//!   the order differs, Pillow 12 differs from us by at most 1 level in some pixels.
+//!   older always run the horizontal pass first. We follow Pillow 13. Where the order
+//!   differs, Pillow 12's bytes differ from ours by 1 level in about a fifth of the values
+//!   (measured on 64x48 -> 100x7, 60x10, 70x20 and 200x300 -> 150x40, 224x100; never more
+//!   than 1).
 
 /// Resizes `height` rows of `width` pixels of `channels` interleaved bytes to
 /// `out_width` x `out_height`. Sizes are at least 1.
