@@ -9,6 +9,7 @@ mod cli;
 mod deploy;
 mod free_sizes;
 mod http;
+mod images;
 mod memory;
 mod ops;
 mod overload;

@@ -5,6 +5,7 @@
 //! the one model, a path with another version than the served one is 404.
 
 pub mod infer;
+pub mod stats;
 
 use super::app::App;
 use super::{check_model, predict_with, run_checked};

@@ -9,6 +9,7 @@ mod access_log;
 mod auth;
 mod cors;
 mod error;
+pub mod multipart;
 mod request;
 mod request_id;
 mod response;

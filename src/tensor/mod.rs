@@ -1,13 +1,17 @@
 //! Datatypes, the host-side tensor that travels between the wire formats and the model, the
 //! model's signature, and the wire formats themselves: JSON (`json`, with a fast path for
-//! plain nested lists of floats, `fast_json`) and raw little-endian bytes (`binary`).
+//! plain nested lists of floats, `fast_json`), raw little-endian bytes (`binary`), and PNG
+//! or JPEG images for an image model's input (`image`); class labels and the top classes of
+//! an output (`labels`).
 //!
 //! Nothing here knows tract or HTTP: `engine` converts these tensors to and from tract's
 //! own, and `api` decides which tensors a request's body holds.
 
 pub mod binary;
 pub mod fast_json;
+pub mod image;
 pub mod json;
+pub mod labels;
 mod signature;
 
 #[cfg(test)]
