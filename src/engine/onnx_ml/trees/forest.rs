@@ -18,6 +18,8 @@ const NAN_GOES_TRUE: u32 = 1 << 28;
 const MIXED: u8 = u8::MAX;
 /// Rows evaluated together, tree by tree.
 const BLOCK: usize = 128;
+/// Walks done side by side.
+const LANES: usize = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[repr(C)]
@@ -25,8 +27,8 @@ struct Node<T> {
     threshold: T,
     /// The feature (24 bits), the comparison (3 bits) and whether NaN goes true (1 bit).
     key: u32,
-    if_true: u32,
-    if_false: u32,
+    /// Where the walk goes: `children[1]` when the comparison holds, else `children[0]`.
+    children: [u32; 2],
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +45,8 @@ pub struct Forest<T> {
     aggregate: Aggregate,
     /// The comparison every branch makes, if they all make the same one.
     uniform: Option<Comparison>,
+    /// Some branch sends NaN to its true side.
+    nan_tracks: bool,
     /// How many features a row must have.
     width: usize,
 }
@@ -98,8 +102,10 @@ impl<T: Real> Forest<T> {
                 nodes.push(Node {
                     threshold: T::from_f64(branch.threshold),
                     key,
-                    if_true: encode(branch.if_true, &placed),
-                    if_false: encode(branch.if_false, &placed),
+                    children: [
+                        encode(branch.if_false, &placed),
+                        encode(branch.if_true, &placed),
+                    ],
                 });
             }
             roots.push(encode(root, &placed));
@@ -119,6 +125,7 @@ impl<T: Real> Forest<T> {
         let first = reached().next().map(|b| b.comparison);
         let uniform = first.filter(|&c| reached().all(|b| b.comparison == c));
         let width = reached().map(|b| b.feature + 1).max().unwrap_or(0);
+        let nan_tracks = reached().any(|b| b.nan_goes_true);
         Ok(Forest {
             nodes,
             roots,
@@ -133,6 +140,7 @@ impl<T: Real> Forest<T> {
             n_outputs: ensemble.n_outputs,
             aggregate: ensemble.aggregate,
             uniform,
+            nan_tracks,
             width,
         })
     }
@@ -153,39 +161,83 @@ impl<T: Real> Forest<T> {
             values: vec![T::ZERO; rows * self.n_outputs],
             scored: vec![false; rows * self.n_outputs],
         };
-        match self.uniform {
-            Some(Comparison::Leq) => {
-                self.score_with::<{ Comparison::Leq as u8 }>(x, stride, &mut scores)
+        let rows = Rows {
+            x,
+            stride,
+            count: rows,
+        };
+        match (self.uniform, self.nan_tracks) {
+            (Some(Comparison::Leq), false) => {
+                self.score_with::<{ Comparison::Leq as u8 }, false>(rows, &mut scores)
             }
-            Some(Comparison::Lt) => {
-                self.score_with::<{ Comparison::Lt as u8 }>(x, stride, &mut scores)
+            (Some(Comparison::Leq), true) => {
+                self.score_with::<{ Comparison::Leq as u8 }, true>(rows, &mut scores)
             }
-            _ => self.score_with::<MIXED>(x, stride, &mut scores),
+            (Some(Comparison::Lt), false) => {
+                self.score_with::<{ Comparison::Lt as u8 }, false>(rows, &mut scores)
+            }
+            (Some(Comparison::Lt), true) => {
+                self.score_with::<{ Comparison::Lt as u8 }, true>(rows, &mut scores)
+            }
+            _ => self.score_with::<MIXED, true>(rows, &mut scores),
         }
         scores
     }
 
-    fn score_with<const C: u8>(&self, x: &[T], stride: usize, scores: &mut Scores<T>) {
-        let rows = scores.values.len() / self.n_outputs.max(1);
-        for block in (0..rows).step_by(BLOCK) {
-            let block = block..rows.min(block + BLOCK);
-            for &root in &self.roots {
-                for row in block.clone() {
-                    let features = &x[row * stride..row * stride + stride];
-                    let leaf = self.find_leaf::<C>(root, features);
-                    if self.n_outputs == 1 {
-                        let value = self.leaf_values[leaf];
-                        self.aggregate(value, &mut scores.values[row], &mut scores.scored[row]);
-                    } else {
-                        let weights =
-                            self.leaf_starts[leaf] as usize..self.leaf_starts[leaf + 1] as usize;
-                        for w in weights {
-                            let at = row * self.n_outputs + self.weight_outputs[w] as usize;
-                            let value = self.weight_values[w];
-                            self.aggregate(value, &mut scores.values[at], &mut scores.scored[at]);
+    /// Walks `LANES` (tree, row) pairs side by side: a row's walk down a tree is a chain of
+    /// dependent loads, and several independent chains keep the core busy where one would
+    /// wait. Many rows: each tree takes the rows `LANES` at a time; few rows: each row takes
+    /// the trees `LANES` at a time. Either way a row's leaves are added in tree order.
+    fn score_with<const C: u8, const NAN: bool>(&self, rows: Rows<T>, scores: &mut Scores<T>) {
+        if rows.count >= LANES {
+            for block in (0..rows.count).step_by(BLOCK) {
+                let block = block..rows.count.min(block + BLOCK);
+                for &root in &self.roots {
+                    let mut row = block.start;
+                    while row + LANES <= block.end {
+                        let features = std::array::from_fn(|k| rows.get(row + k));
+                        let leaves = self.walk::<C, NAN, LANES>([root; LANES], features);
+                        for (k, leaf) in leaves.into_iter().enumerate() {
+                            self.add(leaf, row + k, scores);
                         }
+                        row += LANES;
+                    }
+                    for row in row..block.end {
+                        let [leaf] = self.walk::<C, NAN, 1>([root], [rows.get(row)]);
+                        self.add(leaf, row, scores);
                     }
                 }
+            }
+        } else {
+            for row in 0..rows.count {
+                let features = rows.get(row);
+                let mut trees = self.roots.chunks_exact(LANES);
+                for roots in trees.by_ref() {
+                    let roots: [u32; LANES] = std::array::from_fn(|k| roots[k]);
+                    for leaf in self.walk::<C, NAN, LANES>(roots, [features; LANES]) {
+                        self.add(leaf, row, scores);
+                    }
+                }
+                for &root in trees.remainder() {
+                    let [leaf] = self.walk::<C, NAN, 1>([root], [features]);
+                    self.add(leaf, row, scores);
+                }
+            }
+        }
+    }
+
+    /// Adds a leaf's value(s) to a row's scores.
+    #[inline(always)]
+    fn add(&self, leaf: usize, row: usize, scores: &mut Scores<T>) {
+        if self.n_outputs == 1 {
+            let value = self.leaf_values[leaf];
+            self.aggregate(value, &mut scores.values[row], &mut scores.scored[row]);
+        } else {
+            let weights = self.leaf_starts[leaf] as usize..self.leaf_starts[leaf + 1] as usize;
+            for w in weights {
+                let at = row * self.n_outputs + self.weight_outputs[w] as usize;
+                let value = self.weight_values[w];
+                self.aggregate(value, &mut scores.values[at], &mut scores.scored[at]);
             }
         }
     }
@@ -208,37 +260,56 @@ impl<T: Real> Forest<T> {
         *scored = true;
     }
 
-    /// The leaf a row reaches from `root`. `C` is the comparison every branch makes, or
-    /// `MIXED` to read it from each branch.
+    /// The leaves `L` walks reach, each from its root with its row's features. Branch-free
+    /// steps: a walk that has reached its leaf keeps it (reading node 0 meanwhile) until
+    /// every walk has. `C` is the comparison every branch makes, or `MIXED` to read it from
+    /// each; `NAN` is false when no branch sends NaN to its true side.
     #[inline(always)]
-    fn find_leaf<const C: u8>(&self, root: u32, features: &[T]) -> usize {
-        let mut at = root;
-        while at & LEAF == 0 {
-            let node = &self.nodes[at as usize];
-            let x = features[(node.key & FEATURE_BITS) as usize];
-            let t = node.threshold;
-            let comparison = if C == MIXED {
-                ((node.key >> COMPARISON_SHIFT) & 7) as u8
-            } else {
-                C
-            };
-            let holds = match comparison {
-                0 => x <= t,
-                1 => x < t,
-                2 => x >= t,
-                3 => x > t,
-                4 => x == t,
-                5 => x != t,
-                _ => x.truncate_i32() == t.truncate_i32(),
-            };
-            let nan_goes_true = node.key & NAN_GOES_TRUE != 0;
-            at = if holds | (nan_goes_true & x.is_nan()) {
-                node.if_true
-            } else {
-                node.if_false
-            };
+    fn walk<const C: u8, const NAN: bool, const L: usize>(
+        &self,
+        mut at: [u32; L],
+        rows: [&[T]; L],
+    ) -> [usize; L] {
+        while at.iter().any(|&a| a & LEAF == 0) {
+            for (a, row) in at.iter_mut().zip(rows) {
+                let branch = *a & LEAF == 0;
+                let node = &self.nodes[if branch { *a as usize } else { 0 }];
+                let x = row[(node.key & FEATURE_BITS) as usize];
+                let t = node.threshold;
+                let comparison = if C == MIXED {
+                    ((node.key >> COMPARISON_SHIFT) & 7) as u8
+                } else {
+                    C
+                };
+                let holds = match comparison {
+                    0 => x <= t,
+                    1 => x < t,
+                    2 => x >= t,
+                    3 => x > t,
+                    4 => x == t,
+                    5 => x != t,
+                    _ => x.truncate_i32() == t.truncate_i32(),
+                };
+                let nan_goes_true = NAN && (node.key & NAN_GOES_TRUE != 0) & x.is_nan();
+                let next = node.children[usize::from(holds | nan_goes_true)];
+                *a = if branch { next } else { *a };
+            }
         }
-        (at & !LEAF) as usize
+        at.map(|a| (a & !LEAF) as usize)
+    }
+}
+
+/// The input rows: row `i` is `x[i * stride..(i + 1) * stride]`.
+#[derive(Clone, Copy)]
+struct Rows<'a, T> {
+    x: &'a [T],
+    stride: usize,
+    count: usize,
+}
+
+impl<'a, T> Rows<'a, T> {
+    fn get(&self, row: usize) -> &'a [T] {
+        &self.x[row * self.stride..(row + 1) * self.stride]
     }
 }
 
@@ -357,5 +428,142 @@ mod tests {
         // Row 0: tree 0 and tree 1 reach leaf 0, tree 2 reaches the weightless leaf.
         assert_eq!(scores.values, [1.0, 0.0, 4.0, 0.5, 0.0, 2.0]);
         assert_eq!(scores.scored, [true, false, true, true, false, true]);
+    }
+
+    /// The leaf a row reaches, the plain way, as a reference for the laid-out walk.
+    fn reference_leaf(e: &Ensemble, root: Child, row: &[f64]) -> usize {
+        let mut at = root;
+        loop {
+            match at {
+                Child::Leaf(leaf) => return leaf,
+                Child::Branch(b) => {
+                    let b = &e.branches[b];
+                    let (x, t) = (row[b.feature], b.threshold);
+                    let holds = match b.comparison {
+                        Comparison::Leq => x <= t,
+                        Comparison::Lt => x < t,
+                        Comparison::Gte => x >= t,
+                        Comparison::Gt => x > t,
+                        Comparison::Eq => x == t,
+                        Comparison::Neq => x != t,
+                        Comparison::TruncatedEq => x.truncate_i32() == t.truncate_i32(),
+                    };
+                    at = if holds || (b.nan_goes_true && x.is_nan()) {
+                        b.if_true
+                    } else {
+                        b.if_false
+                    };
+                }
+            }
+        }
+    }
+
+    /// A pseudo-random ensemble: `trees` trees of depth up to 6 over 5 features, every
+    /// comparison, missing-value tracks, leaves with 0 to 3 weights over 3 outputs.
+    fn random_ensemble(trees: usize, seed: u64, uniform: Option<Comparison>) -> Ensemble {
+        let mut state = seed;
+        let mut next = move |n: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % n
+        };
+        let comparisons = [
+            Comparison::Leq,
+            Comparison::Lt,
+            Comparison::Gte,
+            Comparison::Gt,
+            Comparison::Eq,
+            Comparison::Neq,
+            Comparison::TruncatedEq,
+        ];
+        let mut e = stump(Comparison::Leq, false);
+        e.branches.clear();
+        e.leaves.clear();
+        e.roots.clear();
+        e.n_outputs = 3;
+        fn grow(
+            e: &mut Ensemble,
+            depth: u32,
+            next: &mut dyn FnMut(u64) -> u64,
+            pick: &dyn Fn(u64) -> Comparison,
+        ) -> Child {
+            if depth == 0 || next(4) == 0 {
+                let weights = (0..next(4))
+                    .map(|_| (next(3) as usize, next(100) as f64 / 8.0 - 6.0))
+                    .collect();
+                e.leaves.push(Leaf {
+                    weights,
+                    single_output_value: 0.0,
+                });
+                return Child::Leaf(e.leaves.len() - 1);
+            }
+            let at = e.branches.len();
+            e.branches.push(Branch {
+                feature: next(5) as usize,
+                comparison: pick(next(7)),
+                threshold: next(9) as f64 / 2.0 - 2.0,
+                nan_goes_true: next(2) == 0,
+                if_true: Child::Leaf(0),
+                if_false: Child::Leaf(0),
+            });
+            e.branches[at].if_true = grow(e, depth - 1, next, pick);
+            e.branches[at].if_false = grow(e, depth - 1, next, pick);
+            Child::Branch(at)
+        }
+        let pick = move |k: u64| uniform.unwrap_or(comparisons[k as usize]);
+        for _ in 0..trees {
+            let root = grow(&mut e, 6, &mut next, &pick);
+            e.roots.push(root);
+        }
+        if e.branches.len() > 2 {
+            // A branch shared by two parents.
+            e.branches[0].if_true = Child::Branch(2);
+        }
+        e
+    }
+
+    #[test]
+    fn side_by_side_walks_reach_the_leaves_a_plain_walk_reaches() {
+        let values = [-2.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, f64::NAN];
+        for (trees, uniform) in [
+            (1, None),
+            (7, None),
+            (8, None),
+            (19, None),
+            (19, Some(Comparison::Leq)),
+            (9, Some(Comparison::Lt)),
+        ] {
+            let e = random_ensemble(trees, trees as u64 * 31 + 7, uniform);
+            let f32s = Forest::<f32>::new(&e).unwrap();
+            let f64s = Forest::<f64>::new(&e).unwrap();
+            for rows in [1, 7, 8, 9, 130] {
+                let x: Vec<f64> = (0..rows * 6)
+                    .map(|i| values[(i * 7 + i / 5) % values.len()])
+                    .collect();
+                let mut expected = vec![0.0; rows * 3];
+                for row in 0..rows {
+                    for &root in &e.roots {
+                        let leaf = reference_leaf(&e, root, &x[row * 6..row * 6 + 6]);
+                        for &(o, w) in &e.leaves[leaf].weights {
+                            expected[row * 3 + o] += w;
+                        }
+                    }
+                }
+                let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+                let got32: Vec<f64> = f32s
+                    .score(&x32, rows, 6)
+                    .values
+                    .iter()
+                    .map(|&v| v as f64)
+                    .collect();
+                assert_eq!(got32, expected, "{trees} trees, {rows} rows, f32");
+                assert_eq!(
+                    f64s.score(&x, rows, 6).values,
+                    expected,
+                    "{trees} trees, {rows} rows, f64"
+                );
+            }
+        }
     }
 }
