@@ -12,6 +12,8 @@ mod attributes;
 mod classification;
 mod ensemble;
 mod forest;
+#[cfg(test)]
+mod node_builder;
 mod op;
 mod real;
 mod regression;

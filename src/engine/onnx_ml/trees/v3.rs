@@ -350,3 +350,281 @@ fn leaf_weights(
     }
     Ok(leaves)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::node_builder::NodeBuilder;
+    use super::*;
+
+    /// x2 < 0.5 ? node 1 (weights 3 and 4) : node 2 (no weight, value 7).
+    fn stump() -> NodeBuilder {
+        NodeBuilder::new("TreeEnsembleRegressor")
+            .int("n_targets", 1)
+            .ints("nodes_treeids", &[0, 0, 0])
+            .ints("nodes_nodeids", &[0, 1, 2])
+            .ints("nodes_featureids", &[2, 0, 0])
+            .strings("nodes_modes", &["BRANCH_LT", "LEAF", "LEAF"])
+            .floats("nodes_values", &[0.5, 0.0, 7.0])
+            .ints("nodes_truenodeids", &[1, 0, 0])
+            .ints("nodes_falsenodeids", &[2, 0, 0])
+            .ints("target_treeids", &[0, 0])
+            .ints("target_nodeids", &[1, 1])
+            .ints("target_ids", &[0, 0])
+            .floats("target_weights", &[3.0, 4.0])
+    }
+
+    #[test]
+    fn a_stump_reads_as_onnxruntime_reads_it() {
+        let e = stump().read(regressor).unwrap();
+        assert_eq!(
+            e.branches,
+            [Branch {
+                feature: 2,
+                comparison: Comparison::Lt,
+                threshold: 0.5,
+                nan_goes_true: false,
+                if_true: Child::Leaf(0),
+                if_false: Child::Leaf(1),
+            }]
+        );
+        assert_eq!(e.roots, [Child::Branch(0)]);
+        assert_eq!(e.leaves[0].weights, [(0, 3.0), (0, 4.0)]);
+        // One target: the first weight, or the leaf's own value when it has none.
+        assert_eq!(e.leaves[0].single_output_value, 3.0);
+        assert_eq!(e.leaves[1].single_output_value, 7.0);
+        assert!(!e.double_attributes);
+    }
+
+    #[test]
+    fn weights_on_a_branch_are_ignored_and_tracks_may_be_short() {
+        let node = stump()
+            .ints("target_treeids", &[0, 0, 0])
+            .ints("target_nodeids", &[1, 1, 0])
+            .ints("target_ids", &[0, 0, 0])
+            .floats("target_weights", &[3.0, 4.0, 100.0])
+            .ints("nodes_missing_value_tracks_true", &[1]);
+        let e = node.read(regressor).unwrap();
+        assert_eq!(e.leaves[0].weights, [(0, 3.0), (0, 4.0)]);
+        assert!(e.branches[0].nan_goes_true);
+    }
+
+    #[test]
+    fn double_tensors_make_a_double_ensemble() {
+        let node = stump()
+            .without("nodes_values")
+            .f64s("nodes_values_as_tensor", &[0.1, 0.0, 0.0])
+            .without("target_weights")
+            .f32s("target_weights_as_tensor", &[3.0, 4.0]);
+        let e = node.read(regressor).unwrap();
+        assert_eq!(e.branches[0].threshold, 0.1);
+        assert!(e.double_attributes);
+        let floats_only = stump()
+            .without("nodes_values")
+            .f32s("nodes_values_as_tensor", &[0.1, 0.0, 0.0]);
+        let e = floats_only.read(regressor).unwrap();
+        assert_eq!(e.branches[0].threshold, 0.1f32 as f64);
+        assert!(!e.double_attributes);
+    }
+
+    #[test]
+    fn malformed_attributes_are_refused_naming_node_and_attribute() {
+        let cases: Vec<(NodeBuilder, &[&str])> = vec![
+            (stump().without("n_targets"), &["'n_targets'", "missing"]),
+            (
+                stump().ints("nodes_values", &[0, 0, 0]),
+                &["'nodes_values'", "expected FLOATS, found INTS"],
+            ),
+            (
+                stump().f32s("nodes_values_as_tensor", &[0.0; 3]),
+                &["'nodes_values' and 'nodes_values_as_tensor'"],
+            ),
+            (
+                stump()
+                    .u8s("nodes_values_as_tensor", &[0; 3])
+                    .without("nodes_values"),
+                &["float or double tensor"],
+            ),
+            (
+                stump().strings("nodes_modes", &["BRANCH_XX", "LEAF", "LEAF"]),
+                &["'nodes_modes'", "BRANCH_XX"],
+            ),
+            (
+                stump().ints("nodes_nodeids", &[0, 1, 1]),
+                &["node 1 appears twice in tree 0"],
+            ),
+            (
+                stump().ints("nodes_truenodeids", &[5, 0, 0]),
+                &["its true child 5"],
+            ),
+            (
+                stump().ints("nodes_featureids", &[-1, 0, 0]),
+                &["'nodes_featureids'", "feature -1"],
+            ),
+            (
+                stump().ints("nodes_featureids", &[0, 0]),
+                &["'nodes_featureids'", "2 values for 3 nodes"],
+            ),
+            (stump().ints("nodes_treeids", &[]), &["no tree"]),
+            (
+                stump().ints("target_ids", &[0, 1]),
+                &["'target_ids'", "1 is not in [0, 1)"],
+            ),
+            (
+                stump().ints("target_nodeids", &[1, 9]),
+                &["node 9 of tree 0, which does not exist"],
+            ),
+            (
+                stump().floats("target_weights", &[1.0]),
+                &["'target_weights'", "1 values for 2 entries"],
+            ),
+            (
+                stump().string("aggregate_function", "MEDIAN"),
+                &["'aggregate_function'", "MEDIAN"],
+            ),
+            (
+                stump().string("post_transform", "LOGISTIC"),
+                &["'post_transform'", "single target"],
+            ),
+            (
+                stump().floats("base_values", &[1.0, 2.0]),
+                &["'base_values'", "0 or 1"],
+            ),
+            (
+                stump().ints("n_targets", &[1]),
+                &["'n_targets'", "expected INT"],
+            ),
+        ];
+        for (node, words) in cases {
+            let refusal = node.refusal(regressor);
+            assert!(
+                refusal.starts_with("TreeEnsembleRegressor node 'n'"),
+                "{refusal}"
+            );
+            for word in words {
+                assert!(refusal.contains(word), "'{word}' is not in: {refusal}");
+            }
+        }
+    }
+
+    #[test]
+    fn trees_are_runs_of_nodes_rooted_at_their_first() {
+        // Two trees; the second lists its nodes out of id order, root first.
+        let node = stump()
+            .ints("nodes_treeids", &[0, 0, 0, 4, 4, 4])
+            .ints("nodes_nodeids", &[0, 1, 2, 0, 2, 1])
+            .ints("nodes_featureids", &[2, 0, 0, 1, 0, 0])
+            .strings(
+                "nodes_modes",
+                &["BRANCH_LT", "LEAF", "LEAF", "BRANCH_EQ", "LEAF", "LEAF"],
+            )
+            .floats("nodes_values", &[0.5, 0.0, 7.0, 1.0, 0.0, 0.0])
+            .ints("nodes_truenodeids", &[1, 0, 0, 1, 0, 0])
+            .ints("nodes_falsenodeids", &[2, 0, 0, 2, 0, 0])
+            .ints("target_treeids", &[0, 4, 4])
+            .ints("target_nodeids", &[1, 1, 2])
+            .ints("target_ids", &[0, 0, 0])
+            .floats("target_weights", &[3.0, 5.0, 6.0]);
+        let e = node.read(regressor).unwrap();
+        assert_eq!(e.roots, [Child::Branch(0), Child::Branch(1)]);
+        assert_eq!(e.branches[1].if_true, Child::Leaf(3));
+        assert_eq!(e.leaves[3].weights, [(0, 5.0)]);
+
+        // The same nodes, tree 0's last listed after tree 4's first.
+        let split = node
+            .clone()
+            .ints("nodes_treeids", &[0, 0, 4, 0, 4, 4])
+            .ints("nodes_nodeids", &[0, 1, 0, 2, 2, 1])
+            .ints("nodes_featureids", &[2, 0, 1, 0, 0, 0])
+            .strings(
+                "nodes_modes",
+                &["BRANCH_LT", "LEAF", "BRANCH_EQ", "LEAF", "LEAF", "LEAF"],
+            )
+            .floats("nodes_values", &[0.5, 0.0, 1.0, 7.0, 0.0, 0.0]);
+        assert!(
+            split
+                .refusal(regressor)
+                .contains("the nodes of tree 0 are not listed together")
+        );
+        let leaf_first = stump()
+            .ints("nodes_nodeids", &[1, 0, 2])
+            .strings("nodes_modes", &["LEAF", "BRANCH_LT", "LEAF"])
+            .ints("nodes_truenodeids", &[0, 1, 0])
+            .ints("nodes_falsenodeids", &[0, 2, 0]);
+        assert!(
+            leaf_first
+                .refusal(regressor)
+                .contains("cannot be reached from the tree's first node (1)")
+        );
+        let cycle = stump()
+            .strings("nodes_modes", &["BRANCH_LT", "BRANCH_LT", "LEAF"])
+            .ints("nodes_truenodeids", &[1, 0, 0])
+            .ints("nodes_falsenodeids", &[2, 2, 0]);
+        assert!(cycle.refusal(regressor).contains("cycle"));
+    }
+
+    #[test]
+    fn classifier_labels_and_base_values() {
+        let classifier_stump = || {
+            let mut node = NodeBuilder::new("TreeEnsembleClassifier");
+            for (name, values) in [("treeids", [0, 0]), ("nodeids", [1, 2]), ("ids", [0, 1])] {
+                node = node.ints(&format!("class_{name}"), &values);
+            }
+            node.ints("nodes_treeids", &[0, 0, 0])
+                .ints("nodes_nodeids", &[0, 1, 2])
+                .ints("nodes_featureids", &[0, 0, 0])
+                .strings("nodes_modes", &["BRANCH_LEQ", "LEAF", "LEAF"])
+                .floats("nodes_values", &[0.0, 0.0, 0.0])
+                .ints("nodes_truenodeids", &[1, 0, 0])
+                .ints("nodes_falsenodeids", &[2, 0, 0])
+                .floats("class_weights", &[0.25, 0.75])
+                .strings("classlabels_strings", &["no", "yes"])
+        };
+        let (e, classes) = classifier_stump().read(classifier).unwrap();
+        assert_eq!(
+            classes.labels,
+            Labels::Strings(vec!["no".into(), "yes".into()])
+        );
+        assert_eq!(e.aggregate, Aggregate::Sum);
+        let cases: Vec<(NodeBuilder, &str)> = vec![
+            (
+                classifier_stump().ints("classlabels_int64s", &[0, 1]),
+                "both classlabels_int64s and classlabels_strings",
+            ),
+            (
+                classifier_stump().without("classlabels_strings"),
+                "neither classlabels_int64s nor classlabels_strings",
+            ),
+            (
+                classifier_stump()
+                    .strings("classlabels_strings", &["a", "b", "c"])
+                    .floats("base_values", &[1.0]),
+                "it must have 0 or 3",
+            ),
+            (
+                classifier_stump().floats("base_values", &[1.0, 2.0, 3.0]),
+                "it must have 0, 1 or 2",
+            ),
+            (
+                classifier_stump()
+                    .without("classlabels_strings")
+                    .ints("classlabels_int64s", &[3, 7]),
+                "not one of the model's labels [3, 7]",
+            ),
+            (
+                classifier_stump()
+                    .strings("classlabels_strings", &["only"])
+                    .ints("class_ids", &[0, 0]),
+                "1 class label(s)",
+            ),
+            (classifier_stump().ints("class_ids", &[0, 2]), "'class_ids'"),
+        ];
+        for (node, words) in cases {
+            let refusal = node.refusal(classifier);
+            assert!(
+                refusal.starts_with("TreeEnsembleClassifier node 'n'"),
+                "{refusal}"
+            );
+            assert!(refusal.contains(words), "'{words}' is not in: {refusal}");
+        }
+    }
+}

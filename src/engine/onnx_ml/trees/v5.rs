@@ -284,3 +284,129 @@ fn membership_sets(attrs: &Attributes, modes: &[u8]) -> TractResult<Vec<Vec<f64>
     }
     Ok(result)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::node_builder::NodeBuilder;
+    use super::*;
+
+    /// node 0: x0 in {1, 3} ? leaf 0 : node 1; node 1: x1 <= 2 ? leaf 1 : leaf 2.
+    fn member() -> NodeBuilder {
+        NodeBuilder::new("TreeEnsemble")
+            .int("n_targets", 2)
+            .ints("nodes_featureids", &[0, 1])
+            .f32s("nodes_splits", &[0.0, 2.0])
+            .u8s("nodes_modes", &[6, 0])
+            .ints("nodes_truenodeids", &[0, 1])
+            .ints("nodes_falsenodeids", &[1, 2])
+            .ints("nodes_trueleafs", &[1, 1])
+            .ints("nodes_falseleafs", &[0, 1])
+            .ints("tree_roots", &[0])
+            .f32s("membership_values", &[1.0, 3.0, f32::NAN])
+            .ints("leaf_targetids", &[0, 1, 1])
+            .f32s("leaf_weights", &[1.5, -2.0, 0.25])
+    }
+
+    #[test]
+    fn set_membership_becomes_a_chain_of_equalities() {
+        let e = member().read(tree_ensemble).unwrap();
+        let chain: Vec<_> = e.branches[..2]
+            .iter()
+            .map(|b| (b.comparison, b.threshold, b.if_true, b.if_false))
+            .collect();
+        assert_eq!(
+            chain,
+            [
+                (Comparison::Eq, 1.0, Child::Leaf(0), Child::Branch(1)),
+                (Comparison::Eq, 3.0, Child::Leaf(0), Child::Branch(2)),
+            ]
+        );
+        assert_eq!(e.branches[2].if_false, Child::Leaf(2));
+        assert_eq!(e.roots, [Child::Branch(0)]);
+        // Members outside [0, 30]: onnxruntime truncates the feature to an integer first.
+        let wide = member().f32s("membership_values", &[1.0, 40.0, f32::NAN]);
+        let e = wide.read(tree_ensemble).unwrap();
+        assert_eq!(e.branches[0].comparison, Comparison::TruncatedEq);
+        assert_eq!(e.branches[1].comparison, Comparison::TruncatedEq);
+        assert_eq!(e.branches[2].comparison, Comparison::Leq);
+    }
+
+    #[test]
+    fn a_node_whose_branches_are_one_leaf_is_a_one_leaf_tree() {
+        let node = member()
+            .ints("tree_roots", &[0, 1])
+            .ints("nodes_truenodeids", &[0, 2]);
+        assert_eq!(
+            node.read(tree_ensemble).unwrap().roots,
+            [Child::Branch(0), Child::Leaf(2)]
+        );
+    }
+
+    #[test]
+    fn malformed_or_disputed_attributes_are_refused() {
+        let cases: Vec<(NodeBuilder, &[&str])> = vec![
+            (
+                member().f32s("membership_values", &[1.0, 2.5, f32::NAN]),
+                &["'membership_values'", "2.5"],
+            ),
+            (
+                member().f32s("membership_values", &[2_147_483_648.0, f32::NAN]),
+                &["'membership_values'", "32-bit integers"],
+            ),
+            (
+                member().without("membership_values"),
+                &["'membership_values'", "node 0", "no member"],
+            ),
+            (
+                member().int("post_transform", 1),
+                &["'post_transform'", "1 (SOFTMAX)"],
+            ),
+            (
+                member().int("post_transform", 2),
+                &["'post_transform'", "2 (LOGISTIC)"],
+            ),
+            (
+                member().int("post_transform", 7),
+                &["'post_transform'", "unknown value 7"],
+            ),
+            (
+                member().int("aggregate_function", 4),
+                &["'aggregate_function'"],
+            ),
+            (
+                member().ints("leaf_targetids", &[0, 2, 1]),
+                &["'leaf_targetids'", "2 is not in [0, 2)"],
+            ),
+            (
+                member().ints("nodes_falsenodeids", &[1, 3]),
+                &["node 1", "leaf 3, which does not exist"],
+            ),
+            (
+                member().ints("nodes_trueleafs", &[1]),
+                &["'nodes_trueleafs'", "1 values for 2 nodes"],
+            ),
+            (
+                member().u8s("nodes_modes", &[6, 9]),
+                &["'nodes_modes'", "unknown mode 9"],
+            ),
+            (
+                member().ints("tree_roots", &[2]),
+                &["'tree_roots'", "2 is not a node"],
+            ),
+            (
+                member()
+                    .ints("nodes_falseleafs", &[0, 0])
+                    .ints("nodes_falsenodeids", &[1, 0]),
+                &["cycle"],
+            ),
+            (member().without("n_targets"), &["'n_targets'"]),
+        ];
+        for (node, words) in cases {
+            let refusal = node.refusal(tree_ensemble);
+            assert!(refusal.starts_with("TreeEnsemble node 'n'"), "{refusal}");
+            for word in words {
+                assert!(refusal.contains(word), "'{word}' is not in: {refusal}");
+            }
+        }
+    }
+}
