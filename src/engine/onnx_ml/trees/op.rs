@@ -20,16 +20,17 @@ type Built = TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
 pub fn classifier(ctx: &ParsingContext, node: &NodeProto) -> Built {
     let attrs = Attributes::new(ctx, node);
     let (ensemble, classes) = v3::classifier(&attrs)?;
-    let declared = |i: usize| attrs.outputs().get(i).is_some_and(|name| !name.is_empty());
-    let (label, scores) = (declared(0), declared(1));
-    if !label && !scores {
-        return Err(attrs.refuse("declares neither of its outputs"));
+    let declared = attrs
+        .outputs()
+        .iter()
+        .filter(|name| !name.is_empty())
+        .count();
+    if declared != 2 {
+        return Err(attrs.refuse(format!(
+            "declares {declared} output(s); it has two, the label and the scores"
+        )));
     }
-    let kind = Kind::Classifier {
-        classes,
-        label,
-        scores,
-    };
+    let kind = Kind::Classifier(classes);
     Ok((
         expand(Trees::new("TreeEnsembleClassifier", ensemble, kind)),
         vec![],
@@ -59,13 +60,8 @@ pub fn tree_ensemble(ctx: &ParsingContext, node: &NodeProto) -> Built {
 /// What the operator answers.
 #[derive(Clone, Debug, PartialEq)]
 enum Kind {
-    /// A label per row and a score per class; `label` and `scores` say which of the two
-    /// outputs the node declares.
-    Classifier {
-        classes: Classes,
-        label: bool,
-        scores: bool,
-    },
+    /// A label per row and a score per class.
+    Classifier(Classes),
     /// `TreeEnsembleRegressor`: float outputs.
     Regressor,
     /// `TreeEnsemble`: outputs of the input's type.
@@ -100,7 +96,7 @@ impl Expansion for Trees {
 
     fn nboutputs(&self) -> TractResult<usize> {
         Ok(match &self.spec.1 {
-            Kind::Classifier { label, scores, .. } => usize::from(*label) + usize::from(*scores),
+            Kind::Classifier(_) => 2,
             Kind::Regressor | Kind::TreeEnsemble => 1,
         })
     }
@@ -113,26 +109,19 @@ impl Expansion for Trees {
     ) -> InferenceResult {
         check_input_arity(inputs, 1)?;
         check_output_arity(outputs, self.nboutputs()?)?;
+        // [rows, features], as onnxruntime requires.
+        s.equals(&inputs[0].rank, 2)?;
         let n = self.spec.0.n_outputs;
-        // (output, rank, datum type or None for the input's type, columns)
+        // (output, rank, datum type or None for the input's type)
         let mut shapes: Vec<(&TensorProxy, usize, Option<DatumType>)> = vec![];
         match &self.spec.1 {
-            Kind::Classifier {
-                classes,
-                label,
-                scores,
-            } => {
-                let mut outs = outputs.iter();
-                if *label {
-                    let dt = match classes.labels {
-                        Labels::Int64(_) => i64::datum_type(),
-                        Labels::Strings(_) => String::datum_type(),
-                    };
-                    shapes.extend(outs.next().map(|o| (o, 1, Some(dt))));
-                }
-                if *scores {
-                    shapes.extend(outs.next().map(|o| (o, 2, Some(f32::datum_type()))));
-                }
+            Kind::Classifier(classes) => {
+                let label = match classes.labels {
+                    Labels::Int64(_) => i64::datum_type(),
+                    Labels::Strings(_) => String::datum_type(),
+                };
+                shapes.push((&outputs[0], 1, Some(label)));
+                shapes.push((&outputs[1], 2, Some(f32::datum_type())));
             }
             Kind::Regressor => shapes.push((&outputs[0], 2, Some(f32::datum_type()))),
             Kind::TreeEnsemble => shapes.push((&outputs[0], 2, None)),
@@ -143,20 +132,12 @@ impl Expansion for Trees {
                 None => s.equals(&output.datum_type, &inputs[0].datum_type)?,
             }
             s.equals(&output.rank, rank as i64)?;
+            s.equals(&output.shape[0], &inputs[0].shape[0])?;
             if rank == 2 {
                 s.equals(&output.shape[1], n.to_dim())?;
             }
         }
-        s.given(&inputs[0].rank, move |s, rank| {
-            for &(output, _, _) in &shapes {
-                match rank {
-                    1 => s.equals(&output.shape[0], 1.to_dim())?,
-                    2 => s.equals(&output.shape[0], &inputs[0].shape[0])?,
-                    _ => bail!("tree ensembles take a 1-D or 2-D input, not {rank}-D"),
-                }
-            }
-            Ok(())
-        })
+        Ok(())
     }
 
     fn wire(
@@ -189,15 +170,15 @@ impl Expansion for Trees {
         }
         .map_err(|why| format_err!("{} node '{prefix}': {why}", self.name))?;
         let fact = model.outlet_fact(inputs[0])?;
-        if !(1..=2).contains(&fact.rank()) {
+        if fact.rank() != 2 {
             bail!(
-                "{} node '{prefix}': its input is {}-D; it takes 1-D or 2-D",
+                "{} node '{prefix}': its input is {}-D; it takes 2-D",
                 self.name,
                 fact.rank()
             );
         }
         let read = compiled.width();
-        if let Some(features) = fact.shape.last().and_then(|d| d.to_usize().ok())
+        if let Ok(features) = fact.shape[1].to_usize()
             && read > features
         {
             bail!(
@@ -235,8 +216,6 @@ enum Head<T> {
     Classifier {
         classes: Classes,
         finish: Finish<T>,
-        label: bool,
-        scores: bool,
     },
     Regressor {
         regression: Regression<T>,
@@ -295,11 +274,14 @@ impl EvalOp for EvaluateTrees {
 
 impl TypedOp for EvaluateTrees {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        let rows: TDim = match inputs[0].rank() {
-            1 => 1.into(),
-            2 => inputs[0].shape[0].clone(),
-            rank => bail!("{} takes a 1-D or 2-D input, not {rank}-D", self.name),
-        };
+        if inputs[0].rank() != 2 {
+            bail!(
+                "{} takes a 2-D input, not {}-D",
+                self.name,
+                inputs[0].rank()
+            );
+        }
+        let rows = inputs[0].shape[0].clone();
         Ok(match &*self.compiled {
             Compiled::F32(s) => s.head.facts(rows),
             Compiled::F64(s) => s.head.facts(rows),
@@ -312,27 +294,15 @@ impl TypedOp for EvaluateTrees {
 impl<T: Real> Head<T> {
     fn facts(&self, rows: TDim) -> TVec<TypedFact> {
         match self {
-            Head::Classifier {
-                classes,
-                label,
-                scores,
-                ..
-            } => {
-                let mut facts = tvec![];
-                if *label {
-                    let dt = match classes.labels {
-                        Labels::Int64(_) => DatumType::I64,
-                        Labels::Strings(_) => DatumType::String,
-                    };
-                    facts.push(TypedFact::dt_shape(dt, [rows.clone()]));
-                }
-                if *scores {
-                    facts.push(TypedFact::dt_shape(
-                        DatumType::F32,
-                        [rows, classes.labels.len().to_dim()],
-                    ));
-                }
-                facts
+            Head::Classifier { classes, .. } => {
+                let label = match classes.labels {
+                    Labels::Int64(_) => DatumType::I64,
+                    Labels::Strings(_) => DatumType::String,
+                };
+                tvec![
+                    TypedFact::dt_shape(label, [rows.clone()]),
+                    TypedFact::dt_shape(DatumType::F32, [rows, classes.labels.len().to_dim()]),
+                ]
             }
             Head::Regressor { regression, output } => {
                 tvec![TypedFact::dt_shape(
@@ -347,15 +317,9 @@ impl<T: Real> Head<T> {
 impl<T: Real> Scorer<T> {
     fn new(ensemble: &Ensemble, kind: &Kind, input: DatumType) -> Result<Scorer<T>, String> {
         let head = match kind {
-            Kind::Classifier {
-                classes,
-                label,
-                scores,
-            } => Head::Classifier {
+            Kind::Classifier(classes) => Head::Classifier {
                 classes: classes.clone(),
                 finish: Finish::new(ensemble),
-                label: *label,
-                scores: *scores,
             },
             Kind::Regressor => Head::Regressor {
                 regression: Regression::new(ensemble),
@@ -373,10 +337,8 @@ impl<T: Real> Scorer<T> {
     }
 
     fn eval(&self, input: &Tensor) -> TractResult<TVec<TValue>> {
-        let (rows, stride) = match *input.shape() {
-            [features] => (1, features),
-            [rows, features] => (rows, features),
-            ref other => bail!("takes a 1-D or 2-D input, not {}-D", other.len()),
+        let &[rows, stride] = input.shape() else {
+            bail!("takes a 2-D input, not {}-D", input.rank());
         };
         let width = self.forest.width();
         if stride < width {
@@ -388,35 +350,24 @@ impl<T: Real> Scorer<T> {
         let x = features::<T>(input)?;
         let scores = self.forest.score(&x, rows, stride);
         match &self.head {
-            Head::Classifier {
-                classes,
-                finish,
-                label,
-                scores: want_scores,
-            } => {
+            Head::Classifier { classes, finish } => {
                 let n = classes.labels.len();
                 let (labels, values) = classes
                     .finish(finish, scores)
                     .map_err(|e| format_err!("{e}"))?;
-                let mut outputs = tvec![];
-                if *label {
-                    let tensor = match &classes.labels {
-                        Labels::Int64(names) => {
-                            let picked: Vec<i64> = labels.iter().map(|&k| names[k]).collect();
-                            Tensor::from_shape(&[rows], &picked)?
-                        }
-                        Labels::Strings(names) => {
-                            let picked: Vec<String> =
-                                labels.iter().map(|&k| names[k].clone()).collect();
-                            tract_ndarray::Array1::from_vec(picked).into_tensor()
-                        }
-                    };
-                    outputs.push(tensor.into_tvalue());
-                }
-                if *want_scores {
-                    outputs.push(Tensor::from_shape(&[rows, n], &values)?.into_tvalue());
-                }
-                Ok(outputs)
+                let labels = match &classes.labels {
+                    Labels::Int64(names) => {
+                        let picked: Vec<i64> = labels.iter().map(|&k| names[k]).collect();
+                        Tensor::from_shape(&[rows], &picked)?
+                    }
+                    Labels::Strings(names) => {
+                        let picked: Vec<String> =
+                            labels.iter().map(|&k| names[k].clone()).collect();
+                        tract_ndarray::Array1::from_vec(picked).into_tensor()
+                    }
+                };
+                let scores = Tensor::from_shape(&[rows, n], &values)?;
+                Ok(tvec![labels.into_tvalue(), scores.into_tvalue()])
             }
             Head::Regressor { regression, output } => {
                 let values = regression.finish(scores);
