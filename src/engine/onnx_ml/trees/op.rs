@@ -149,11 +149,13 @@ impl Expansion for Trees {
         let input = model.outlet_fact(inputs[0])?.datum_type;
         let supported: &[DatumType] = match self.spec.1 {
             Kind::TreeEnsemble => &[DatumType::F32, DatumType::F64],
+            // tract types some int64 tensors (a Cast's result) as TDim, its symbolic integer.
             _ => &[
                 DatumType::F32,
                 DatumType::F64,
                 DatumType::I32,
                 DatumType::I64,
+                DatumType::TDim,
             ],
         };
         if !supported.contains(&input) {
@@ -411,6 +413,13 @@ fn features<T: Real>(input: &Tensor) -> TractResult<Cow<'_, [T]>> {
             .as_slice::<i32>()?
             .iter()
             .map(|&v| T::from_i64(v as i64))
+            .collect(),
+        DatumType::TDim => input
+            .cast_to::<i64>()?
+            .try_as_plain_ram()?
+            .as_slice::<i64>()?
+            .iter()
+            .map(|&v| T::from_i64(v))
             .collect(),
         other => bail!("cannot take a {other:?} input"),
     }))
