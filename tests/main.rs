@@ -17,5 +17,6 @@ mod predict;
 mod proxy;
 mod robustness;
 mod tabular;
+mod trees;
 mod v1;
 mod v2;

@@ -22,4 +22,4 @@ pub use error::{LoadError, RunError};
 pub use model::{Admitted, Execution, Model};
 pub use plan_cache::PlanStats;
 pub use queue::{Busy, Caller, Refused};
-pub use tract::{InputShape, TRACT_VERSION};
+pub use tract::{InputShape, TRACT_VERSION, onnx};

@@ -118,13 +118,7 @@ fn prepare(
     // failure is retried with one batch dimension shared by all of them.
     let shared_retry = (open_first_dims(&model) > 1).then(|| model.clone());
     close_open_input_dims(&mut model, false).map_err(cannot_load)?;
-    let has_free_inputs = (0..model.inputs.len()).any(|ix| {
-        model.input_fact(ix).is_ok_and(|fact| {
-            fact.shape
-                .dims()
-                .any(|d| d.concretize().is_none_or(|d| d.to_usize().is_err()))
-        })
-    });
+    let free_sizes = free_input_sizes(&model);
     let optimized = match model.clone().into_optimized() {
         Ok(optimized) => Ok(optimized),
         Err(first) => {
@@ -147,7 +141,9 @@ fn prepare(
                 .map_err(|e| fail("tract cannot plan", e))?;
             Ok((Loaded::Optimised(Plan { plan }), signature))
         }
-        Err(why) if has_free_inputs => {
+        // Only a failure that involves the free sizes may go away once they are concrete;
+        // any other (an operator's attribute, a width that does not fit) refuses the model.
+        Err(why) if free_sizes.iter().any(|size| mentions(&why, size)) => {
             let signature = declared_signature(&model, proto, map_keys)
                 .map_err(|e| LoadError(format!("cannot serve {origin}: {e}")))?;
             Ok((
@@ -160,6 +156,31 @@ fn prepare(
         }
         Err(why) => Err(LoadError(format!("tract cannot optimize {origin}: {why}"))),
     }
+}
+
+/// The names of the inputs' free sizes (`batch`, `height`, or `dim_2` for an unnamed one).
+fn free_input_sizes(model: &InferenceModel) -> Vec<String> {
+    (0..model.inputs.len())
+        .filter_map(|ix| model.input_fact(ix).ok())
+        .flat_map(|fact| {
+            fact.shape
+                .dims()
+                .filter_map(|d| d.concretize())
+                .collect::<Vec<_>>()
+        })
+        .filter(|d| d.to_usize().is_err())
+        .map(|d| d.to_string())
+        .collect()
+}
+
+/// True when `text` names `word` as a word of its own (not inside a longer name).
+fn mentions(text: &str, word: &str) -> bool {
+    let is_name = |c: char| c.is_alphanumeric() || c == '_';
+    text.match_indices(word).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + word.len()..].chars().next();
+        !before.is_some_and(is_name) && !after.is_some_and(is_name)
+    })
 }
 
 /// Refuses a model with operators tract does not know, naming each node and operator.
@@ -292,8 +313,9 @@ impl Plan {
     }
 }
 
-/// tract-onnx with our own operators registered (`engine::onnx_ml`, `engine::onnx_fixes`).
-fn onnx() -> tract_onnx::Onnx {
+/// tract-onnx with our own operators registered (`engine::onnx_ml`, `engine::onnx_fixes`):
+/// what the server loads models with, and what benchmarks of tract alone use.
+pub fn onnx() -> tract_onnx::Onnx {
     let mut onnx = tract_onnx::onnx();
     super::onnx_ml::register(&mut onnx.op_register);
     super::onnx_fixes::register(&mut onnx.op_register);
@@ -594,6 +616,16 @@ fn from_tract(value: TValue) -> TractResult<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_size_is_mentioned_only_as_a_word_of_its_own() {
+        let why = "Impossible to unify Div(Add([Sym(height), Val(15)]), 16) with 2";
+        assert!(mentions(why, "height"));
+        assert!(!mentions(why, "eight"));
+        assert!(!mentions(why, "heigh"));
+        assert!(!mentions("the input has 30 features", "N"));
+        assert!(mentions("shape [N, 3]", "N"));
+    }
 
     #[test]
     fn a_model_loads_the_same_from_bytes_as_from_its_file() {
