@@ -9,8 +9,8 @@ use super::{decode_json, predict_with, run_checked};
 use crate::engine::{Caller, Model};
 use crate::http::{ApiError, Request, Response, clip};
 use crate::tensor::json::{
-    Scalar, TensorSeed, b64_value, tensor_from_scalar, tensor_from_seq, write_json_string,
-    write_tensor,
+    Scalar, TensorSeed, b64_value, tensor_from_scalar, tensor_from_seq, write_class_maps,
+    write_json_string, write_tensor,
 };
 use crate::tensor::{DataType, Signature, Tensor, TensorDescription, TensorSpec};
 use serde::Serialize;
@@ -314,12 +314,21 @@ impl<'de, F: FnMut(usize, Tensor) -> Result<(), String>> Visitor<'de> for NamedI
     }
 }
 
+/// An output as nested lists, or, for a ZipMap output, as onnxruntime's Python API gives
+/// it: one object per row, class label to probability.
+pub fn write_output(out: &mut Vec<u8>, spec: &TensorSpec, tensor: &Tensor) {
+    match &spec.map_keys {
+        Some(labels) => write_class_maps(out, tensor, labels),
+        None => write_tensor(out, tensor),
+    }
+}
+
 /// `{"outputs": Y}`: a nested list for a single-output model, else an object by name.
 pub fn encode_response(signature: &Signature, outputs: &[Tensor]) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + outputs.iter().map(|t| t.data.len() * 12).sum::<usize>());
     out.extend_from_slice(b"{\"outputs\":");
-    if let [only] = outputs {
-        write_tensor(&mut out, only);
+    if let ([spec], [only]) = (signature.outputs.as_slice(), outputs) {
+        write_output(&mut out, spec, only);
     } else {
         out.push(b'{');
         for (i, (spec, tensor)) in signature.outputs.iter().zip(outputs).enumerate() {
@@ -328,7 +337,7 @@ pub fn encode_response(signature: &Signature, outputs: &[Tensor]) -> Vec<u8> {
             }
             write_json_string(&mut out, &spec.name);
             out.push(b':');
-            write_tensor(&mut out, tensor);
+            write_output(&mut out, spec, tensor);
         }
         out.push(b'}');
     }

@@ -8,11 +8,11 @@
 //! `{"outputs": ...}`. BYTES values may be sent as `{"b64": "..."}`.
 
 use super::app::App;
-use super::simple::{InputsSeed, NamedInputsSeed, encode_response};
+use super::simple::{InputsSeed, NamedInputsSeed, encode_response, write_output};
 use super::{check_model, decode_json, predict_with, run_checked};
 use crate::engine::{Caller, Model};
 use crate::http::{ApiError, Request, Response};
-use crate::tensor::json::{write_json_string, write_row, write_tensor};
+use crate::tensor::json::{write_class_map, write_json_string, write_row};
 use crate::tensor::{DataType, Dim, Signature, Tensor, TensorData, TensorSpec, format_shape};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -97,11 +97,15 @@ fn tensor_infos(specs: &[TensorSpec]) -> Value {
                     json!({"size": d.as_i64().to_string(), "name": name})
                 })
                 .collect();
-            let info = json!({
+            let mut info = json!({
                 "name": spec.name,
                 "dtype": tf_dtype(spec.datatype),
                 "tensor_shape": {"dim": dims, "unknown_rank": false},
             });
+            // A ZipMap output's rows are answered as objects, class label to probability.
+            if let Some(labels) = &spec.map_keys {
+                info["class_labels"] = json!(labels);
+            }
             (spec.name.clone(), info)
         })
         .collect();
@@ -306,8 +310,8 @@ impl Stack {
 fn encode_predictions(signature: &Signature, outputs: &[Tensor]) -> Result<Vec<u8>, ApiError> {
     let mut out = Vec::with_capacity(64 + outputs.iter().map(|t| t.data.len() * 12).sum::<usize>());
     out.extend_from_slice(b"{\"predictions\":");
-    if let [only] = outputs {
-        write_tensor(&mut out, only);
+    if let ([spec], [only]) = (signature.outputs.as_slice(), outputs) {
+        write_output(&mut out, spec, only);
     } else {
         let rows = outputs
             .first()
@@ -336,7 +340,10 @@ fn encode_predictions(signature: &Signature, outputs: &[Tensor]) -> Result<Vec<u
                 }
                 write_json_string(&mut out, &spec.name);
                 out.push(b':');
-                write_row(&mut out, tensor, row);
+                match &spec.map_keys {
+                    Some(labels) => write_class_map(&mut out, tensor, labels, row),
+                    None => write_row(&mut out, tensor, row),
+                }
             }
             out.push(b'}');
         }

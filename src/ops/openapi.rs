@@ -10,7 +10,7 @@
 //! least one; numbers are bounded by their datatype; float elements may also be the strings
 //! "NaN", "Infinity", "-Infinity".
 
-use crate::tensor::{DataType, Dim, Signature, TensorSpec};
+use crate::tensor::{ClassLabels, DataType, Dim, Signature, TensorSpec};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
@@ -407,6 +407,11 @@ impl Described<'_> {
                 "datatype": {"enum": datatype_names()},
                 "shape": {"type": "array", "items": {"type": "integer", "minimum": -1}},
                 "dims": {"type": "string"},
+                "class_labels": {
+                    "description": "A ZipMap output's class labels, in column order: /predict and v1 answer one object per row, label to probability",
+                    "type": "array",
+                    "items": {"type": ["integer", "string"]},
+                },
             },
         });
         let outputs: Vec<Value> = signature
@@ -678,20 +683,17 @@ impl Described<'_> {
     fn v1_response(&self) -> Value {
         let outputs = &self.signature.outputs;
         let predictions = match outputs.as_slice() {
-            [one] => nested(
-                &one.shape,
-                element(one.datatype, Side::Output),
-                Side::Output,
-            ),
+            [one] => tensor(one, Side::Output),
             many => {
                 let properties: Map<String, Value> = many
                     .iter()
                     .map(|s| {
                         let rest = s.shape.get(1..).unwrap_or_default();
-                        (
-                            s.name.clone(),
-                            nested(rest, element(s.datatype, Side::Output), Side::Output),
-                        )
+                        let row = match &s.map_keys {
+                            Some(labels) => class_map(s, labels),
+                            None => nested(rest, element(s.datatype, Side::Output), Side::Output),
+                        };
+                        (s.name.clone(), row)
                     })
                     .collect();
                 json!({"type": "array", "items": {"type": "object", "properties": properties}})
@@ -851,6 +853,9 @@ fn nested(shape: &[Dim], element: Value, side: Side) -> Value {
 }
 
 fn tensor(spec: &TensorSpec, side: Side) -> Value {
+    if let (Some(labels), Side::Output) = (&spec.map_keys, side) {
+        return class_maps(spec, labels);
+    }
     let mut schema = nested(&spec.shape, element(spec.datatype, side), side);
     schema["title"] = json!(format!(
         "{} {} {}",
@@ -859,6 +864,37 @@ fn tensor(spec: &TensorSpec, side: Side) -> Value {
         spec.shape_text()
     ));
     schema
+}
+
+/// A ZipMap output as `/predict` and v1 answer it: one object per row, class label to
+/// probability.
+fn class_maps(spec: &TensorSpec, labels: &ClassLabels) -> Value {
+    let row = class_map(spec, labels);
+    let mut schema = match spec.shape.len() {
+        1 => row,
+        _ => json!({"type": "array", "items": row}),
+    };
+    schema["title"] = json!(format!(
+        "{}: one object per row, class label to probability",
+        spec.name
+    ));
+    schema
+}
+
+fn class_map(spec: &TensorSpec, labels: &ClassLabels) -> Value {
+    let keys: Vec<String> = match labels {
+        ClassLabels::Int64(labels) => labels.iter().map(i64::to_string).collect(),
+        ClassLabels::Strings(labels) => labels.clone(),
+    };
+    let element = element(spec.datatype, Side::Output);
+    let properties: Map<String, Value> =
+        keys.iter().map(|k| (k.clone(), element.clone())).collect();
+    json!({
+        "type": "object",
+        "properties": properties,
+        "required": keys,
+        "additionalProperties": false,
+    })
 }
 
 /// `/predict`'s `inputs` and `outputs`: one tensor alone, or an object by name. A single

@@ -9,8 +9,7 @@
 //! travel as the strings `"NaN"`, `"Infinity"` and `"-Infinity"` both ways, so the output is
 //! always valid JSON. A BYTES element may also be sent as TF-Serving's `{"b64": "..."}`.
 
-use super::TensorSpec;
-use super::{DataType, Tensor, TensorData};
+use super::{ClassLabels, DataType, Tensor, TensorData, TensorSpec};
 use half::f16;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
@@ -506,6 +505,56 @@ pub fn write_row(out: &mut Vec<u8>, tensor: &Tensor, row: usize) {
         let end = start.saturating_add(stride).min(values.len());
         write_nested(out, &values[start..end], inner)
     })
+}
+
+/// Writes a ZipMap output as onnxruntime's Python API gives it: one object per row, class
+/// label to probability (an int64 label as its decimal text), or one object for a tensor
+/// of rank 1.
+pub fn write_class_maps(out: &mut Vec<u8>, tensor: &Tensor, labels: &ClassLabels) {
+    match tensor.shape.len() {
+        1 => write_class_map(out, tensor, labels, 0),
+        _ => {
+            let rows = tensor.shape.first().copied().unwrap_or(0);
+            out.push(b'[');
+            for row in 0..rows {
+                if row > 0 {
+                    out.push(b',');
+                }
+                write_class_map(out, tensor, labels, row);
+            }
+            out.push(b']');
+        }
+    }
+}
+
+/// The `row`-th row of a ZipMap output as one object, label to probability.
+pub fn write_class_map(out: &mut Vec<u8>, tensor: &Tensor, labels: &ClassLabels, row: usize) {
+    let width = tensor.shape.last().copied().unwrap_or(0);
+    let start = row.saturating_mul(width);
+    out.push(b'{');
+    crate::with_tensor_data!(&tensor.data, values => {
+        let row = values.get(start..start + width).unwrap_or_default();
+        for (column, value) in row.iter().enumerate() {
+            if column > 0 {
+                out.push(b',');
+            }
+            match labels {
+                ClassLabels::Int64(labels) => {
+                    let label = labels.get(column).copied().unwrap_or(column as i64);
+                    out.push(b'"');
+                    out.extend_from_slice(itoa::Buffer::new().format(label).as_bytes());
+                    out.push(b'"');
+                }
+                ClassLabels::Strings(labels) => {
+                    let label = labels.get(column).map_or("", String::as_str);
+                    write_json_string(out, label);
+                }
+            }
+            out.push(b':');
+            value.write_json(out);
+        }
+    });
+    out.push(b'}');
 }
 
 /// Writes the elements flat, as one list: the V2 protocol's `data` layout.

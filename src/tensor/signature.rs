@@ -37,7 +37,8 @@ pub struct TensorSpec {
 }
 
 /// Class labels, as ONNX-ML classifiers and ZipMap carry them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
 pub enum ClassLabels {
     Int64(Vec<i64>),
     Strings(Vec<String>),
@@ -80,13 +81,14 @@ impl TensorSpec {
         matches!(self.shape.first(), Some(Dim::Symbolic(_)))
     }
 
-    /// The JSON description used by `GET /` and `inspect`.
+    /// The JSON description used by `GET /`, `inspect` and the protocols' metadata.
     pub fn describe(&self) -> TensorDescription<'_> {
         TensorDescription {
             name: &self.name,
             datatype: self.datatype.name(),
             shape: self.shape_i64(),
             dims: self.shape_text(),
+            class_labels: self.map_keys.as_ref(),
         }
     }
 }
@@ -98,6 +100,10 @@ pub struct TensorDescription<'a> {
     pub shape: Vec<i64>,
     /// The shape with symbolic dimensions by name, for people: `[batch, 64]`.
     pub dims: String,
+    /// For a ZipMap output, its columns' class labels: `/predict` and v1 answer one object
+    /// per row, label to probability.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_labels: Option<&'a ClassLabels>,
 }
 
 /// The inputs and outputs of a model, in the model's order.
