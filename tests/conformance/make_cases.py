@@ -1,0 +1,156 @@
+"""Write the ONNX backend node test cases for tests/conformance.rs.
+
+Run from anywhere, with the pinned onnx (1.23.2, see below) installed:
+
+    python tests/conformance/make_cases.py
+
+The `onnx` package builds these cases in Python (`onnx.backend.test.case.node`): each is a
+one-node model (or its function expansion, `*_expanded`), inputs, and the outputs the ONNX
+reference implementation computes. Its wheel ships no data for them, so this script writes
+each case as two files under tests/conformance/cases/:
+
+* ``<case>.onnx``: the model, as the onnx package builds it;
+* ``<case>.tensors``: one line of JSON, then the tensors' bytes, back to back:
+
+      {"rtol": 0.001, "atol": 1e-07,
+       "inputs":  [{"name": "x", "datatype": "FP32", "shape": [3, 4], "bytes": 48}, ...],
+       "outputs": [{"name": "y", "unsupported": "a sequence of tensors"}, ...]}
+
+  The bytes of each tensor follow the Open Inference Protocol's binary tensor data
+  extension (what src/tensor/binary.rs reads): little-endian, row-major, BOOL one byte,
+  BYTES each element as a 4-byte little-endian length and its UTF-8 bytes. A value that is
+  not a tensor of a datatype that travels over HTTP (a sequence, a map, an optional, a
+  bfloat16 or float8 tensor...) has no bytes, only the reason it has none.
+
+The output is deterministic: numpy's generator is seeded before the cases are built (many
+of them draw random inputs), so running the script twice writes byte-identical files.
+Files of cases that no longer exist are removed.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
+from onnx.backend.test.case import node as node_cases
+
+PINNED_ONNX = "1.23.2"
+CASES_DIR = Path(__file__).resolve().parent / "cases"
+SEED = 0
+
+# numpy dtype -> the protocol's datatype name (src/tensor/mod.rs, DataType::name).
+DATATYPES = {
+    np.dtype(np.bool_): "BOOL",
+    np.dtype(np.uint8): "UINT8",
+    np.dtype(np.uint16): "UINT16",
+    np.dtype(np.uint32): "UINT32",
+    np.dtype(np.uint64): "UINT64",
+    np.dtype(np.int8): "INT8",
+    np.dtype(np.int16): "INT16",
+    np.dtype(np.int32): "INT32",
+    np.dtype(np.int64): "INT64",
+    np.dtype(np.float16): "FP16",
+    np.dtype(np.float32): "FP32",
+    np.dtype(np.float64): "FP64",
+}
+
+
+def describe_value(name, value):
+    """The header entry and the bytes of one input or output."""
+    if isinstance(value, dict):
+        return {"name": name, "unsupported": "a map"}, b""
+    if isinstance(value, list):
+        return {"name": name, "unsupported": "a sequence of tensors"}, b""
+    if value is None:
+        return {"name": name, "unsupported": "an empty optional"}, b""
+    if isinstance(value, TensorProto):
+        elem = TensorProto.DataType.Name(value.data_type)
+        if value.data_type not in (
+            TensorProto.BOOL,
+            TensorProto.UINT8,
+            TensorProto.UINT16,
+            TensorProto.UINT32,
+            TensorProto.UINT64,
+            TensorProto.INT8,
+            TensorProto.INT16,
+            TensorProto.INT32,
+            TensorProto.INT64,
+            TensorProto.FLOAT16,
+            TensorProto.FLOAT,
+            TensorProto.DOUBLE,
+            TensorProto.STRING,
+        ):
+            return {"name": name, "unsupported": f"element type {elem}"}, b""
+        value = numpy_helper.to_array(value)
+    array = np.asarray(value)
+    if array.dtype == object or array.dtype.kind in "US":
+        strings = [
+            s if isinstance(s, bytes) else str(s).encode("utf-8")
+            for s in array.reshape(-1)
+        ]
+        data = b"".join(len(s).to_bytes(4, "little") + s for s in strings)
+        datatype = "BYTES"
+    elif array.dtype in DATATYPES:
+        datatype = DATATYPES[array.dtype]
+        little = array.astype(array.dtype.newbyteorder("<"), copy=False)
+        data = np.ascontiguousarray(little).tobytes()
+    else:
+        return {"name": name, "unsupported": f"element type {array.dtype}"}, b""
+    entry = {
+        "name": name,
+        "datatype": datatype,
+        "shape": [int(d) for d in array.shape],
+        "bytes": len(data),
+    }
+    return entry, data
+
+
+def tensors_file(case):
+    """The `.tensors` file of a case: its header line and its data."""
+    (inputs, outputs), *more = case.data_sets
+    assert not more, f"{case.name}: one data set per node case"
+    graph = case.model.graph
+    header = {"rtol": case.rtol, "atol": case.atol, "inputs": [], "outputs": []}
+    blobs = []
+    for kind, values, declared in (
+        ("inputs", inputs, graph.input),
+        ("outputs", outputs, graph.output),
+    ):
+        assert len(values) == len(declared), f"{case.name}: {kind} match the graph's"
+        for value, info in zip(values, declared):
+            entry, data = describe_value(info.name, value)
+            header[kind].append(entry)
+            blobs.append(data)
+    line = json.dumps(header, separators=(",", ":"), sort_keys=True)
+    return line.encode("utf-8") + b"\n" + b"".join(blobs)
+
+
+def main():
+    if onnx.__version__ != PINNED_ONNX:
+        sys.exit(
+            f"onnx {PINNED_ONNX} is pinned, found {onnx.__version__}: "
+            "another version builds other cases"
+        )
+    np.random.seed(SEED)
+    # The reference implementations warn about the infinities some cases expect.
+    with np.errstate(all="ignore"):
+        cases = node_cases.collect_testcases()
+    CASES_DIR.mkdir(parents=True, exist_ok=True)
+    written = set()
+    for case in sorted(cases, key=lambda c: c.name):
+        model = CASES_DIR / f"{case.name}.onnx"
+        tensors = CASES_DIR / f"{case.name}.tensors"
+        model.write_bytes(case.model.SerializeToString(deterministic=True))
+        tensors.write_bytes(tensors_file(case))
+        written.update((model.name, tensors.name))
+    for stale in CASES_DIR.iterdir():
+        if stale.name not in written:
+            stale.unlink()
+    total = sum((CASES_DIR / name).stat().st_size for name in written)
+    print(f"{len(cases)} cases, {total / 1e6:.1f} MB in {CASES_DIR}")
+
+
+if __name__ == "__main__":
+    main()
