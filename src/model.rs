@@ -89,25 +89,38 @@ impl Model {
     /// node name and operator before tract's own, longer, message.
     pub fn load(path: &Path) -> Result<Model, LoadError> {
         let started = Instant::now();
-        let model = onnx().model_for_path(path);
-        Model::prepare(model, &path.display().to_string(), started)
+        let onnx = onnx();
+        let proto = onnx.proto_model_for_path(path);
+        Model::prepare(
+            &onnx,
+            proto,
+            path.parent(),
+            &path.display().to_string(),
+            started,
+        )
     }
 
     /// Like `load`, from the bytes of an ONNX file (the model built into the binary);
     /// `origin` names it in messages.
     pub fn load_bytes(bytes: &[u8], origin: &str) -> Result<Model, LoadError> {
         let started = Instant::now();
-        let model = onnx().model_for_read(&mut &*bytes);
-        Model::prepare(model, origin, started)
+        let onnx = onnx();
+        let proto = onnx.proto_model_for_read(&mut &*bytes);
+        Model::prepare(&onnx, proto, None, origin, started)
     }
 
     fn prepare(
-        model: TractResult<InferenceModel>,
+        onnx: &tract_onnx::Onnx,
+        proto: TractResult<tract_onnx::pb::ModelProto>,
+        dir: Option<&Path>,
         origin: &str,
         started: Instant,
     ) -> Result<Model, LoadError> {
         let fail = |what: &str, e: TractError| LoadError(format!("{what} {origin}: {}", brief(&e)));
-        let mut model = model.map_err(|e| fail("cannot read the ONNX model", e))?;
+        let proto = proto.map_err(|e| fail("cannot read the ONNX model", e))?;
+        let parsed = crate::engine::parse::parse(onnx, &proto, dir)
+            .map_err(|e| fail("cannot read the ONNX model", e))?;
+        let (mut model, output_names) = (parsed.model, parsed.output_names);
 
         let unsupported: Vec<String> = model
             .nodes()
@@ -128,13 +141,17 @@ impl Model {
                 unsupported.join(", ")
             )));
         }
+        crate::engine::vet::vet(&proto)
+            .map_err(|why| LoadError(format!("cannot serve {origin}: {why}")))?;
+        // The protobuf holds a copy of every weight: free it before optimising.
+        drop(proto);
 
         close_open_input_dims(&mut model)
             .map_err(|e| LoadError(format!("cannot load {origin}: {e}")))?;
         let optimized = model
             .into_optimized()
             .map_err(|e| fail("tract cannot optimize", e))?;
-        let signature = signature_of(&optimized)
+        let signature = signature_of(&optimized, &output_names)
             .map_err(|e| LoadError(format!("cannot serve {origin}: {e}")))?;
         let plan = optimized
             .into_runnable()
@@ -298,10 +315,11 @@ fn batch_rows(inputs: &[TValue]) -> Option<usize> {
     inputs.first()?.shape().first().copied()
 }
 
-/// tract-onnx with our own operators registered (`engine::onnx_ml`).
+/// tract-onnx with our own operators registered (`engine::onnx_ml`, `engine::onnx_fixes`).
 fn onnx() -> tract_onnx::Onnx {
     let mut onnx = tract_onnx::onnx();
     crate::engine::onnx_ml::register(&mut onnx.op_register);
+    crate::engine::onnx_fixes::register(&mut onnx.op_register);
     onnx
 }
 
@@ -360,7 +378,8 @@ fn close_open_input_dims(model: &mut InferenceModel) -> Result<(), String> {
     Ok(())
 }
 
-fn signature_of(model: &TypedModel) -> Result<Signature, String> {
+/// The signature, outputs named as the ONNX graph names them (`output_names`, in order).
+fn signature_of(model: &TypedModel, output_names: &[String]) -> Result<Signature, String> {
     let spec = |outlet: OutletId, name: String| -> Result<TensorSpec, String> {
         let fact = model.outlet_fact(outlet).map_err(|e| e.to_string())?;
         let datatype = datatype_of(fact.datum_type).ok_or_else(|| {
@@ -388,16 +407,15 @@ fn signature_of(model: &TypedModel) -> Result<Signature, String> {
         .iter()
         .map(|&o| spec(o, model.node(o.node).name.clone()))
         .collect::<Result<_, _>>()?;
-    let outputs = model
-        .outputs
-        .iter()
-        .map(|&o| {
-            let name = model
-                .outlet_label(o)
-                .map(str::to_owned)
-                .unwrap_or_else(|| model.node(o.node).name.clone());
-            spec(o, name)
-        })
+    if output_names.len() != model.outputs.len() {
+        return Err(format!(
+            "the graph declares {} outputs but tract computes {}",
+            output_names.len(),
+            model.outputs.len()
+        ));
+    }
+    let outputs = (model.outputs.iter().zip(output_names))
+        .map(|(&o, name)| spec(o, name.clone()))
         .collect::<Result<_, _>>()?;
     Ok(Signature { inputs, outputs })
 }

@@ -18,6 +18,12 @@
 //! at least 1e-5, the default onnxruntime applies to itself on these same cases
 //! (onnxruntime/test/testdata/onnx_backend_test_series_overrides.jsonc): float32 rounding
 //! leaves errors of ~1e-6 on results near zero (a DFT, a GRU) that 1e-7 counts as wrong.
+//! An FP16 element also passes within 4 units in the last place (FP16's spacing at the
+//! expected value): rtol 1e-3 is less than one such unit above 1.0, and the reference
+//! rounds every intermediate result to FP16 where engines keep FP32 inside an operator.
+//! On the FP16 attention cases the reference is up to 1.2 units from the exact answer,
+//! onnxruntime 2 units from the reference, and our engine 1.8 units from the exact answer
+//! on the other side (3 from the reference).
 
 use onnx_serve::model::{Model, RunError};
 use onnx_serve::tensor::{DataType, Tensor, TensorData, binary, format_shape};
@@ -31,6 +37,9 @@ use std::time::{Duration, Instant};
 
 /// The smallest absolute tolerance used (see the module comment).
 const ONNXRUNTIME_ATOL: f64 = 1e-5;
+
+/// How far apart, in units in the last place, two FP16 elements may be (module comment).
+const FP16_UNITS: u32 = 4;
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance")
@@ -235,6 +244,9 @@ fn compare(got: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Result<(), 
         ($(exact $exact:ident),* ; $(float $float:ident),*) => {
             match (&got.data, &expected.data) {
                 $((TensorData::$exact(g), TensorData::$exact(e)) => differ(g, e, |g, e| g == e),)*
+                (TensorData::Fp16(g), TensorData::Fp16(e)) => differ(g, e, |g, e| {
+                    close(f64::from(*g), f64::from(*e)) || fp16_units_apart(*g, *e) <= FP16_UNITS
+                }),
                 $((TensorData::$float(g), TensorData::$float(e)) => {
                     differ(g, e, |g, e| close(f64::from(*g), f64::from(*e)))
                 })*
@@ -244,7 +256,7 @@ fn compare(got: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Result<(), 
     }
     let first_difference = first_difference!(
         exact Bool, exact Uint8, exact Uint16, exact Uint32, exact Uint64, exact Int8,
-        exact Int16, exact Int32, exact Int64, exact Bytes; float Fp16, float Fp32, float Fp64
+        exact Int16, exact Int32, exact Int64, exact Bytes; float Fp32, float Fp64
     );
     match first_difference {
         None => Ok(()),
@@ -255,6 +267,23 @@ fn compare(got: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Result<(), 
             element(&expected.data, ix)
         )),
     }
+}
+
+/// How many FP16 values lie between two finite FP16 values, plus one (0 when equal).
+fn fp16_units_apart(a: half::f16, b: half::f16) -> u32 {
+    // FP16 bit patterns, as sign and magnitude, map to integers in the values' order.
+    let ordered = |x: half::f16| {
+        let bits = i32::from(x.to_bits());
+        if bits & 0x8000 != 0 {
+            -(bits & 0x7fff)
+        } else {
+            bits
+        }
+    };
+    if !(a.is_finite() && b.is_finite()) {
+        return u32::MAX;
+    }
+    ordered(a).abs_diff(ordered(b))
 }
 
 /// The index of the first element that differs and how many do.
@@ -282,8 +311,8 @@ fn run_all(names: &[String]) -> Vec<(Outcome, Duration)> {
                     let ix = next.fetch_add(1, Ordering::Relaxed);
                     let Some(name) = names.get(ix) else { break };
                     let started = Instant::now();
-                    let outcome = catch_unwind(AssertUnwindSafe(|| run_case(name)))
-                        .unwrap_or_else(|panic| {
+                    let outcome =
+                        catch_unwind(AssertUnwindSafe(|| run_case(name))).unwrap_or_else(|panic| {
                             Outcome::Panicked(onnx_serve::panic_message(&*panic))
                         });
                     results.lock().unwrap()[ix] = Some((outcome, started.elapsed()));
@@ -291,7 +320,12 @@ fn run_all(names: &[String]) -> Vec<(Outcome, Duration)> {
             });
         }
     });
-    results.into_inner().unwrap().into_iter().flatten().collect()
+    results
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 fn case_names() -> Vec<String> {
@@ -394,17 +428,27 @@ fn every_node_test_case_is_answered_right_or_refused_at_load() {
 /// The kind of a refusal, for the counts (docs/supported-models.md gives them).
 fn refusal_kind(why: &str) -> &'static str {
     let lower = why.to_lowercase();
-    if why.contains("tract does not support") {
-        "tract lacks the operator"
-    } else if why.contains("onnx-serve refuses") {
-        "an operator configuration tract answers wrong"
+    let element_type = [
+        "elem_type",
+        "Unknown DatumType",
+        "unknown ONNX TensorProto.DataType",
+    ];
+    if why.contains("is refused:") {
+        "a configuration tract would answer wrong (engine/vet.rs)"
+    } else if why.contains("tract does not support") {
+        "an operator tract lacks"
+    } else if element_type.iter().any(|e| why.contains(e)) {
+        "an element type tract cannot read (bfloat16, float8, int4...)"
     } else if why.contains("cannot travel over HTTP") {
-        "a datatype that cannot travel over HTTP"
-    } else if why.starts_with("input '") {
-        "an input a request cannot carry"
-    } else if lower.contains("const") || lower.contains("variable") {
+        "an output datatype that cannot travel over HTTP"
+    } else if why.contains("Building node") {
+        "an operator configuration tract does not implement"
+    } else if why.contains("has no type value") {
+        "an input that is not a tensor (sequence, optional)"
+    } else if lower.contains("const") || lower.contains("variable") || lower.contains("determined")
+    {
         "an operator input tract needs constant is a graph input"
     } else {
-        "tract cannot analyse or optimise the model"
+        "tract cannot analyse or optimise the model (other)"
     }
 }
