@@ -2,7 +2,9 @@
 //! be answered like the ONNX reference implementation or be refused when the model loads.
 //!
 //! The cases are written by tests/conformance/make_cases.py (its docstring gives the file
-//! format); tests/conformance/expected.txt records each case's class, `correct` or
+//! format), each case that takes small parameters at run time also as a variant that holds
+//! them as constants (`<case>_with_constants`), the way exported models carry them;
+//! tests/conformance/expected.txt records each case's class, `correct` or
 //! `refused: <reason>`. The test fails on any wrong answer, run-time failure or panic, and
 //! on any case whose class differs from the recorded one. After a deliberate change,
 //! rewrite the record with
@@ -145,9 +147,15 @@ fn read_case(path: &Path) -> Result<Case, String> {
     })
 }
 
+/// A case's model with its small parameters held as constants (make_cases.py); it shares
+/// the tensors of the case it is made from.
+const VARIANT_SUFFIX: &str = "_with_constants";
+
 /// Loads and runs one case.
 fn run_case(name: &str) -> Outcome {
-    let case = match read_case(&dir().join("cases").join(format!("{name}.tensors"))) {
+    let variant_of = name.strip_suffix(VARIANT_SUFFIX);
+    let data = variant_of.unwrap_or(name);
+    let case = match read_case(&dir().join("cases").join(format!("{data}.tensors"))) {
         Ok(case) => case,
         Err(e) => return Outcome::Failed(format!("the case's data: {e}")),
     };
@@ -165,6 +173,8 @@ fn run_case(name: &str) -> Outcome {
         };
         match signature.input_index(&input) {
             Some(ix) => inputs[ix] = Some(tensor),
+            // The variant holds this input as a constant.
+            None if variant_of.is_some() => {}
             None => {
                 return Outcome::Failed(format!(
                     "the model has no input '{input}' (it has {})",

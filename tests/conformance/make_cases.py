@@ -22,6 +22,12 @@ each case as two files under tests/conformance/cases/:
   not a tensor of a datatype that travels over HTTP (a sequence, a map, an optional, a
   bfloat16 or float8 tensor...) has no bytes, only the reason it has none.
 
+A second model is written for each case that takes parameters at run time (axes, pads,
+scales, shapes, a bias...): ``<case>_with_constants.onnx`` holds every input after the
+first with at most 64 elements as an initializer, the way exported models carry them, so
+the operators tract only types for constant parameters are run too. It shares its case's
+``.tensors`` file; the inputs it holds are not sent.
+
 The output is deterministic: numpy's generator is seeded before the cases are built (many
 of them draw random inputs), so running the script twice writes byte-identical files.
 Files of cases that no longer exist are removed.
@@ -127,6 +133,37 @@ def tensors_file(case):
     return line.encode("utf-8") + b"\n" + b"".join(blobs)
 
 
+VARIANT_SUFFIX = "_with_constants"
+# The largest input (in elements) a variant holds as a constant: a parameter, not data.
+PARAMETER_ELEMENTS = 64
+
+
+def with_constants(case):
+    """The case's model with its small inputs after the first as initializers, or None
+    when it has none."""
+    inputs, _ = case.data_sets[0]
+    graph = case.model.graph
+    constant = [
+        ix
+        for ix in range(1, len(graph.input))
+        if isinstance(inputs[ix], np.ndarray)
+        and inputs[ix].size <= PARAMETER_ELEMENTS
+        and graph.input[ix].type.HasField("tensor_type")
+    ]
+    if not constant:
+        return None
+    model = onnx.ModelProto()
+    model.CopyFrom(case.model)
+    model.graph.name += VARIANT_SUFFIX
+    for ix in constant:
+        name = graph.input[ix].name
+        model.graph.initializer.append(numpy_helper.from_array(inputs[ix], name))
+    kept = [i for ix, i in enumerate(graph.input) if ix not in constant]
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
+    return model
+
+
 def main():
     if onnx.__version__ != PINNED_ONNX:
         sys.exit(
@@ -138,6 +175,7 @@ def main():
     with np.errstate(all="ignore"):
         cases = node_cases.collect_testcases()
     CASES_DIR.mkdir(parents=True, exist_ok=True)
+    names = {case.name for case in cases}
     written = set()
     for case in sorted(cases, key=lambda c: c.name):
         model = CASES_DIR / f"{case.name}.onnx"
@@ -145,11 +183,18 @@ def main():
         model.write_bytes(case.model.SerializeToString(deterministic=True))
         tensors.write_bytes(tensors_file(case))
         written.update((model.name, tensors.name))
+        variant = with_constants(case)
+        if variant is not None:
+            assert case.name + VARIANT_SUFFIX not in names, f"{case.name}: a name clash"
+            path = CASES_DIR / f"{case.name}{VARIANT_SUFFIX}.onnx"
+            path.write_bytes(variant.SerializeToString(deterministic=True))
+            written.add(path.name)
     for stale in CASES_DIR.iterdir():
         if stale.name not in written:
             stale.unlink()
     total = sum((CASES_DIR / name).stat().st_size for name in written)
-    print(f"{len(cases)} cases, {total / 1e6:.1f} MB in {CASES_DIR}")
+    models = sum(name.endswith(".onnx") for name in written)
+    print(f"{len(cases)} cases, {models} models, {total / 1e6:.1f} MB in {CASES_DIR}")
 
 
 if __name__ == "__main__":

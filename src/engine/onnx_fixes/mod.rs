@@ -9,7 +9,7 @@
 //! | SpaceToDepth | ignores `mode` (CRD) | `space_to_depth.rs` |
 //! | Conv | accumulates FP16 convolutions in FP16 (4096 ones sum to 2048) | `conv.rs` |
 //! | GRU, LSTM, RNN | ignore `direction="reverse"` and run forward | `recurrent.rs` |
-//! | ReduceMax, ReduceMin | answer the lowest (highest) finite float for a group of -inf (+inf) or an empty group | `reduce_extreme.rs` |
+//! | ReduceMax, ReduceMin | answer the lowest (highest) finite float for a group of -inf (+inf) or an empty group; fail on BOOL | `reduce_extreme.rs` |
 //! | Slice | with starts or ends fed at run time, names the output's sizes with a symbol of a scope that is gone, and every run fails | `slice.rs` |
 //!
 //! Configurations too large to reimplement are refused instead, in `engine::vet`.
