@@ -20,15 +20,18 @@ fn serve_case(case: &str) -> Server {
         .start()
 }
 
-/// A case's FP32 tensors, by name, as nested JSON lists, from its `.tensors` file
+/// Tensors by name, as nested JSON lists.
+type Named = Vec<(String, Value)>;
+
+/// A case's FP32 inputs and outputs, from its `.tensors` file
 /// (tests/conformance/make_cases.py gives the format).
-fn case_tensors(case: &str) -> (Vec<(String, Value)>, Vec<(String, Value)>) {
+fn case_tensors(case: &str) -> (Named, Named) {
     let file =
         std::fs::read(repo().join(format!("tests/conformance/cases/{case}.tensors"))).unwrap();
     let newline = file.iter().position(|&b| b == b'\n').unwrap();
     let header: Value = serde_json::from_slice(&file[..newline]).unwrap();
     let mut data = &file[newline + 1..];
-    let mut read = |values: &Value| -> Vec<(String, Value)> {
+    let mut read = |values: &Value| -> Named {
         (values.as_array().unwrap().iter())
             .map(|value| {
                 assert_eq!(value["datatype"], "FP32");

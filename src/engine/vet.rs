@@ -39,10 +39,10 @@ impl<'a> Constants<'a> {
         let mut tensors = self.tensors.clone();
         tensors.extend(graph.initializer.iter().map(|t| (t.name.as_str(), t)));
         for node in graph.node.iter().filter(|n| n.op_type == "Constant") {
-            if let (Some(output), Some(value)) = (node.output.first(), attribute(node, "value")) {
-                if let Some(t) = &value.t {
-                    tensors.push((output.as_str(), t));
-                }
+            if let (Some(output), Some(value)) = (node.output.first(), attribute(node, "value"))
+                && let Some(t) = &value.t
+            {
+                tensors.push((output.as_str(), t));
             }
         }
         Constants { tensors }
@@ -61,17 +61,16 @@ impl<'a> Constants<'a> {
 fn vet_graph(graph: &GraphProto, outer: &Constants) -> Result<(), String> {
     let constants = outer.with_graph(graph);
     for node in &graph.node {
-        if node.domain.is_empty() || node.domain == "ai.onnx" {
-            if let Some(why) = refusal(node, &constants) {
-                let name = match node.name.as_str() {
-                    "" => node.output.first().map_or("", String::as_str),
-                    name => name,
-                };
-                return Err(format!(
-                    "node '{name}' (op {}) is refused: {why}; tract would answer wrong",
-                    node.op_type
-                ));
-            }
+        let ai_onnx = node.domain.is_empty() || node.domain == "ai.onnx";
+        if ai_onnx && let Some(why) = refusal(node, &constants) {
+            let name = match node.name.as_str() {
+                "" => node.output.first().map_or("", String::as_str),
+                name => name,
+            };
+            return Err(format!(
+                "node '{name}' (op {}) is refused: {why}; tract would answer wrong",
+                node.op_type
+            ));
         }
         for attr in &node.attribute {
             for subgraph in attr.g.iter().chain(&attr.graphs) {

@@ -8,6 +8,7 @@
 //! - BOOL (operator set 20): tract fails the run ("Bool is not a number"). The reduction
 //!   runs on the values as UINT8 (false 0, true 1): the maximum is "any", the minimum
 //!   "all", an empty group false and true, as ONNX defines.
+//!
 //! Integers stay tract's.
 
 use super::Around;
