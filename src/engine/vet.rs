@@ -257,6 +257,17 @@ mod tests {
                 .unwrap_err()
                 .contains("activations=[Relu]")
         );
+        let clip = AttributeProto {
+            name: "clip".into(),
+            f: 0.5,
+            ..AttributeProto::default()
+        };
+        let gru = node("GRU", &["x", "w", "r"], vec![clip]);
+        assert!(
+            vet(&model(vec![gru], vec![]))
+                .unwrap_err()
+                .contains("clip=0.5")
+        );
         let lstm = node("LSTM", &["x", "w", "r"], vec![int_attr("input_forget", 1)]);
         assert!(
             vet(&model(vec![lstm], vec![]))

@@ -28,6 +28,12 @@ first with at most 64 elements as an initializer, the way exported models carry 
 the operators tract only types for constant parameters are run too. It shares its case's
 ``.tensors`` file; the inputs it holds are not sent.
 
+A few cases of our own follow, named ``serve_*``, for what tract got wrong beyond the
+ONNX node tests (a fully masked attention row, long FP16 convolutions, the maximum of -inf
+values, Celu below zero) and for a configuration we refuse (a recurrent activation other
+than the default): one-node models made with ``onnx.helper``, expected outputs from the
+ONNX reference implementation (``onnx.reference``), as for the node tests.
+
 The output is deterministic: numpy's generator is seeded before the cases are built (many
 of them draw random inputs), so running the script twice writes byte-identical files.
 Files of cases that no longer exist are removed.
@@ -39,8 +45,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 from onnx.backend.test.case import node as node_cases
+from onnx.reference import ReferenceEvaluator
 
 PINNED_ONNX = "1.23.2"
 CASES_DIR = Path(__file__).resolve().parent / "cases"
@@ -133,6 +140,125 @@ def tensors_file(case):
     return line.encode("utf-8") + b"\n" + b"".join(blobs)
 
 
+class OwnCase:
+    """One of our own cases, shaped like the onnx package's TestCase."""
+
+    def __init__(self, name, node, inputs, opset):
+        graph = helper.make_graph(
+            [node],
+            name,
+            [
+                helper.make_tensor_value_info(
+                    key, helper.np_dtype_to_tensor_dtype(value.dtype), value.shape
+                )
+                for key, value in inputs.items()
+            ],
+            [helper.make_tensor_value_info(out, 0, None) for out in node.output],
+        )
+        model = helper.make_model(
+            graph,
+            producer_name="onnx-serve",
+            opset_imports=[helper.make_opsetid("", opset)],
+        )
+        outputs = ReferenceEvaluator(model).run(None, inputs)
+        for info, value in zip(model.graph.output, outputs):
+            info.CopyFrom(
+                helper.make_tensor_value_info(
+                    info.name, helper.np_dtype_to_tensor_dtype(value.dtype), value.shape
+                )
+            )
+        self.name = name
+        self.model = model
+        self.data_sets = [(list(inputs.values()), outputs)]
+        self.rtol = 1e-3
+        self.atol = 1e-7
+
+
+def own_cases():
+    """Our cases (see the module docstring), from a generator of their own."""
+    rng = np.random.default_rng(SEED)
+
+    def floats(*shape, dtype=np.float32):
+        return rng.random(shape).astype(dtype)
+
+    hidden_row = np.zeros((3, 5), np.float32)
+    hidden_row[1, :] = -np.inf
+    head_mask = np.zeros((1, 2, 3, 5), np.float32)
+    head_mask[0, 1, 2, :] = -np.inf
+    # Under the causal mask the first query sees the first key only; this hides it.
+    first_key = np.zeros((3, 5), np.float32)
+    first_key[0, 0] = -np.inf
+    some_minus_inf = floats(3, 4)
+    some_minus_inf[1, :] = -np.inf
+    some_minus_inf[2, 0] = -np.inf
+    attention = lambda **attrs: helper.make_node(  # noqa: E731
+        "Attention", ["Q", "K", "V", "mask"], ["Y"], **attrs
+    )
+    rnn = lambda **attrs: helper.make_node(  # noqa: E731
+        "RNN", ["X", "W", "R"], ["Y", "Y_h"], hidden_size=3, **attrs
+    )
+    return [
+        OwnCase(
+            "serve_attention_hidden_row_4d",
+            attention(),
+            {"Q": floats(1, 2, 3, 4), "K": floats(1, 2, 5, 4), "V": floats(1, 2, 5, 4),
+             "mask": hidden_row},
+            23,
+        ),
+        OwnCase(
+            "serve_attention_hidden_row_3d_head_mask",
+            attention(q_num_heads=2, kv_num_heads=2),
+            {"Q": floats(2, 3, 8), "K": floats(2, 5, 8), "V": floats(2, 5, 8),
+             "mask": head_mask},
+            23,
+        ),
+        OwnCase(
+            "serve_attention_hidden_row_causal_and_mask",
+            attention(is_causal=1),
+            {"Q": floats(1, 2, 3, 4), "K": floats(1, 2, 5, 4), "V": floats(1, 2, 5, 4),
+             "mask": first_key},
+            23,
+        ),
+        OwnCase(
+            "serve_conv_fp16_64_channels",
+            helper.make_node("Conv", ["x", "w"], ["y"]),
+            {"x": floats(1, 64, 8, 8, dtype=np.float16),
+             "w": floats(4, 64, 3, 3, dtype=np.float16)},
+            17,
+        ),
+        OwnCase(
+            "serve_conv_fp16_depthwise_4096_ones",
+            helper.make_node("Conv", ["x", "w"], ["y"], group=2),
+            {"x": np.ones((1, 2, 4096), np.float16), "w": np.ones((2, 1, 4096), np.float16)},
+            17,
+        ),
+        OwnCase(
+            "serve_reduce_max_minus_inf",
+            helper.make_node("ReduceMax", ["x"], ["y"], axes=[1], keepdims=0),
+            {"x": some_minus_inf},
+            13,
+        ),
+        OwnCase(
+            "serve_reduce_min_plus_inf",
+            helper.make_node("ReduceMin", ["x"], ["y"], axes=[1], keepdims=0),
+            {"x": -some_minus_inf},
+            13,
+        ),
+        OwnCase(
+            "serve_celu_below_zero",
+            helper.make_node("Celu", ["x"], ["y"], alpha=2.0),
+            {"x": floats(2, 5) * 6 - 3},
+            12,
+        ),
+        OwnCase(
+            "serve_rnn_affine_activation",
+            rnn(activations=["Affine"], activation_alpha=[0.5], activation_beta=[0.1]),
+            {"X": floats(4, 2, 3), "W": floats(1, 3, 3) - 0.5, "R": floats(1, 3, 3) - 0.5},
+            14,
+        ),
+    ]
+
+
 VARIANT_SUFFIX = "_with_constants"
 # The largest input (in elements) a variant holds as a constant: a parameter, not data.
 PARAMETER_ELEMENTS = 64
@@ -173,7 +299,7 @@ def main():
     np.random.seed(SEED)
     # The reference implementations warn about the infinities some cases expect.
     with np.errstate(all="ignore"):
-        cases = node_cases.collect_testcases()
+        cases = node_cases.collect_testcases() + own_cases()
     CASES_DIR.mkdir(parents=True, exist_ok=True)
     names = {case.name for case in cases}
     written = set()

@@ -3,6 +3,7 @@
 //! ONNX backend node tests) and is checked against the ONNX reference there:
 //! | operator | what tract gets wrong | file |
 //! |---|---|---|
+//! | Attention | a query the `attn_mask` hides from every key comes out NaN (ONNX: 0) | `attention.rs` |
 //! | BitShift | shifts by a negative amount or by the bit width or more (ONNX: 0, or -1 for a negative value shifted right) | `bit_shift.rs` |
 //! | Celu | leaves out the factor `alpha` on negative inputs | `celu.rs` |
 //! | Swish | ignores `alpha` | `swish.rs` |
@@ -14,6 +15,7 @@
 //!
 //! Configurations too large to reimplement are refused instead, in `engine::vet`.
 
+mod attention;
 mod bit_shift;
 mod celu;
 mod conv;
@@ -31,6 +33,7 @@ use tract_onnx::tract_hir::internal::*;
 
 /// Adds our operators to `registry`, replacing tract's of the same name.
 pub fn register(registry: &mut OnnxOpRegister) {
+    attention::register(registry);
     bit_shift::register(registry);
     celu::register(registry);
     conv::register(registry);
