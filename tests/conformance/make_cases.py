@@ -29,8 +29,8 @@ the operators tract only types for constant parameters are run too. It shares it
 ``.tensors`` file; the inputs it holds are not sent.
 
 A few cases of our own follow, named ``serve_*``, for what tract got wrong beyond the
-ONNX node tests (a fully masked attention row, long FP16 convolutions, the maximum of -inf
-values, Celu below zero) and for a configuration we refuse (a recurrent activation other
+ONNX node tests (a fully masked attention row, long FP16 convolutions, maxima and argmaxes
+of -inf values, Celu below zero) and for a configuration we refuse (a recurrent activation other
 than the default): one-node models made with ``onnx.helper``, expected outputs from the
 ONNX reference implementation (``onnx.reference``), as for the node tests.
 
@@ -191,6 +191,10 @@ def own_cases():
     some_minus_inf = floats(3, 4)
     some_minus_inf[1, :] = -np.inf
     some_minus_inf[2, 0] = -np.inf
+    window_of_minus_inf = floats(1, 2, 4, 4)
+    window_of_minus_inf[0, 0, :2, :2] = -np.inf
+    channel_of_minus_inf = floats(1, 2, 3, 3)
+    channel_of_minus_inf[0, 1] = -np.inf
     attention = lambda **attrs: helper.make_node(  # noqa: E731
         "Attention", ["Q", "K", "V", "mask"], ["Y"], **attrs
     )
@@ -241,6 +245,30 @@ def own_cases():
         OwnCase(
             "serve_reduce_min_plus_inf",
             helper.make_node("ReduceMin", ["x"], ["y"], axes=[1], keepdims=0),
+            {"x": -some_minus_inf},
+            13,
+        ),
+        OwnCase(
+            "serve_max_pool_minus_inf",
+            helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2]),
+            {"x": window_of_minus_inf},
+            12,
+        ),
+        OwnCase(
+            "serve_global_max_pool_minus_inf",
+            helper.make_node("GlobalMaxPool", ["x"], ["y"]),
+            {"x": channel_of_minus_inf},
+            1,
+        ),
+        OwnCase(
+            "serve_arg_max_last_minus_inf",
+            helper.make_node("ArgMax", ["x"], ["y"], axis=1, select_last_index=1),
+            {"x": some_minus_inf},
+            13,
+        ),
+        OwnCase(
+            "serve_arg_min_last_plus_inf",
+            helper.make_node("ArgMin", ["x"], ["y"], axis=1, select_last_index=1),
             {"x": -some_minus_inf},
             13,
         ),

@@ -10,7 +10,8 @@
 //! | SpaceToDepth | ignores `mode` (CRD) | `space_to_depth.rs` |
 //! | Conv | accumulates FP16 convolutions in FP16 (4096 ones sum to 2048) | `conv.rs` |
 //! | GRU, LSTM, RNN | ignore `direction="reverse"` and run forward | `recurrent.rs` |
-//! | ReduceMax, ReduceMin | answer the lowest (highest) finite float for a group of -inf (+inf) or an empty group; fail on BOOL | `reduce_extreme.rs` |
+//! | ReduceMax, ReduceMin, MaxPool, GlobalMaxPool | answer the lowest (highest) finite float for a group of -inf (+inf) or an empty group; fail on BOOL (Reduce) | `extremes.rs` |
+//! | ArgMax, ArgMin | with `select_last_index=1`, answer index 0 for a row of -inf (+inf) | `extremes.rs` |
 //! | Slice | with starts or ends fed at run time, names the output's sizes with a symbol of a scope that is gone, and every run fails | `slice.rs` |
 //!
 //! Configurations too large to reimplement are refused instead, in `engine::vet`.
@@ -19,9 +20,9 @@ mod attention;
 mod bit_shift;
 mod celu;
 mod conv;
+mod extremes;
 mod float_map;
 mod recurrent;
-mod reduce_extreme;
 mod slice;
 mod space_to_depth;
 mod swish;
@@ -37,8 +38,8 @@ pub fn register(registry: &mut OnnxOpRegister) {
     bit_shift::register(registry);
     celu::register(registry);
     conv::register(registry);
+    extremes::register(registry);
     recurrent::register(registry);
-    reduce_extreme::register(registry);
     slice::register(registry);
     space_to_depth::register(registry);
     swish::register(registry);
