@@ -116,6 +116,18 @@ impl<A: Around> Expansion for Wrapped<A> {
         self.tract.as_ref().nboutputs()
     }
 
+    fn validation(&self) -> Validation {
+        self.tract.as_ref().validation()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        self.tract.as_ref().info()
+    }
+
+    fn runs_out_of_plan(&self) -> bool {
+        self.tract.as_ref().runs_out_of_plan()
+    }
+
     fn rules<'r, 'p: 'r, 's: 'r>(
         &'s self,
         s: &mut Solver<'r>,
