@@ -3,8 +3,9 @@
 //!
 //! The cases are written by tests/conformance/make_cases.py (its docstring gives the file
 //! format), each case that takes small parameters at run time also as a variant that holds
-//! them as constants (`<case>_with_constants`), the way exported models carry them;
-//! tests/conformance/expected.txt records each case's class, `correct` or
+//! them as constants (`<case>_with_constants`), the way exported models carry them, and a
+//! few cases of our own (`serve_*`); tests/conformance/expected.txt records each case's
+//! class, `correct` or
 //! `refused: <reason>`. The test fails on any wrong answer, run-time failure or panic, and
 //! on any case whose class differs from the recorded one. After a deliberate change,
 //! rewrite the record with

@@ -29,10 +29,11 @@ the operators tract only types for constant parameters are run too. It shares it
 ``.tensors`` file; the inputs it holds are not sent.
 
 A few cases of our own follow, named ``serve_*``, for what tract got wrong beyond the
-ONNX node tests (a fully masked attention row, long FP16 convolutions, maxima and argmaxes
-of -inf values, Celu below zero) and for a configuration we refuse (a recurrent activation other
-than the default): one-node models made with ``onnx.helper``, expected outputs from the
-ONNX reference implementation (``onnx.reference``), as for the node tests.
+ONNX node tests (a fully masked attention row, long FP16 convolutions, maxima and
+argmaxes of -inf values, Celu below zero) and for a configuration we refuse (a recurrent
+activation other than the default): one-node models made with ``onnx.helper``, expected
+outputs from the ONNX reference implementation (``onnx.reference``), as for the node
+tests.
 
 The output is deterministic: numpy's generator is seeded before the cases are built (many
 of them draw random inputs), so running the script twice writes byte-identical files.
