@@ -6,6 +6,8 @@ mod common;
 
 mod batching;
 mod cli;
+mod conformance;
+mod conformance_http;
 mod deploy;
 mod free_sizes;
 mod http;

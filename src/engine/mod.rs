@@ -4,7 +4,8 @@
 //!
 //! This folder is the only one that knows tract: `tract.rs` drives it (load, optimise,
 //! run, convert tensors); `onnx_ml/` adds the operators tract lacks and `onnx_fixes/`
-//! replaces some it has, both registered with tract-onnx's operator registry at load.
+//! replaces some it answers wrong, both registered with tract-onnx's operator registry at
+//! load; `vet.rs` refuses, before optimising, what tract would still answer wrong.
 
 mod batcher;
 mod error;
@@ -16,6 +17,7 @@ mod queue;
 mod run_threads;
 mod slots;
 mod tract;
+mod vet;
 
 pub use batcher::BatchConfig;
 pub use error::{LoadError, RunError};

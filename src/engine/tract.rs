@@ -11,7 +11,7 @@ use std::path::Path;
 use tract_linalg::multithread::{self, Executor};
 use tract_onnx::Onnx;
 use tract_onnx::pb::tensor_shape_proto::dimension::Value as DimValue;
-use tract_onnx::pb::{ModelProto, TypeProto, type_proto};
+use tract_onnx::pb::{ModelProto, TypeProto, ValueInfoProto, type_proto};
 use tract_onnx::prelude::tract_data::internal::{DimLike, anyhow, bail};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
@@ -54,8 +54,8 @@ pub(super) fn load(path: &Path, fixed: &[InputShape]) -> Result<(Loaded, Signatu
     let origin = path.display().to_string();
     // Tensors stored beside the file are found from its folder.
     let folder = path.parent().and_then(Path::to_str);
-    let (model, proto) = read(&onnx, onnx.proto_model_for_path(path), folder, &origin)?;
-    prepare(model, &proto, &origin, fixed)
+    let (model, declared) = read(&onnx, onnx.proto_model_for_path(path), folder, &origin)?;
+    prepare(model, declared, &origin, fixed)
 }
 
 /// Like `load`, from the bytes of an ONNX file; `origin` names it in messages.
@@ -65,19 +65,29 @@ pub(super) fn load_bytes(
     fixed: &[InputShape],
 ) -> Result<(Loaded, Signature), LoadError> {
     let onnx = onnx();
-    let (model, proto) = read(&onnx, onnx.proto_model_for_read(&mut &*bytes), None, origin)?;
-    prepare(model, &proto, origin, fixed)
+    let (model, declared) = read(&onnx, onnx.proto_model_for_read(&mut &*bytes), None, origin)?;
+    prepare(model, declared, origin, fixed)
+}
+
+/// What the ONNX graph itself declares of its outputs, which tract may lose: their names
+/// (optimisation can rewire an output to a node tract names after itself: an `Attention`'s
+/// `present_key`), and their types and shapes (tract reads them only as constraints).
+struct Declared {
+    output_names: Vec<String>,
+    /// As the signature would give them, or why the graph does not say.
+    outputs: Result<Vec<TensorSpec>, String>,
 }
 
 /// Parses an ONNX model with our operators, first refusing a model whose inputs no
-/// protocol can carry (maps, sequences: `onnx_ml::refusal`). `folder` is where tensors
-/// stored beside the file would be.
+/// protocol can carry (maps, sequences: `onnx_ml::refusal`), then one that tract would
+/// answer wrong (`vet`). `folder` is where tensors stored beside the file would be. The
+/// protobuf, which holds a copy of every weight, is dropped before the model is optimised.
 fn read(
     onnx: &Onnx,
     proto: TractResult<ModelProto>,
     folder: Option<&str>,
     origin: &str,
-) -> Result<(InferenceModel, ModelProto), LoadError> {
+) -> Result<(InferenceModel, Declared), LoadError> {
     let unreadable = |e: TractError| {
         LoadError(format!(
             "cannot read the ONNX model {origin}: {}",
@@ -95,7 +105,14 @@ fn read(
             parsed.unresolved_inputs.join(", ")
         )));
     }
-    Ok((parsed.model, proto))
+    refuse_unsupported(&parsed.model, origin)?;
+    super::vet::vet(&proto).map_err(|why| LoadError(format!("cannot serve {origin}: {why}")))?;
+    let graph = proto.graph.unwrap_or_default();
+    let declared = Declared {
+        output_names: graph.output.iter().map(|o| o.name.clone()).collect(),
+        outputs: declared_outputs(&graph.output),
+    };
+    Ok((parsed.model, declared))
 }
 
 /// Unsupported operators are reported by node name and operator before tract's own,
@@ -103,12 +120,11 @@ fn read(
 /// for plans per shape; any other failure to optimise refuses it.
 fn prepare(
     mut model: InferenceModel,
-    proto: &ModelProto,
+    declared: Declared,
     origin: &str,
     fixed: &[InputShape],
 ) -> Result<(Loaded, Signature), LoadError> {
     let fail = |what: &str, e: TractError| LoadError(format!("{what} {origin}: {}", brief(&e)));
-    refuse_unsupported(&model, origin)?;
     // Read before optimising: ZipMap nodes are found by their op in the model as parsed.
     let map_keys = super::onnx_ml::output_map_keys(&model);
     let cannot_load = |e: String| LoadError(format!("cannot load {origin}: {e}"));
@@ -134,7 +150,7 @@ fn prepare(
     };
     match optimized {
         Ok(optimized) => {
-            let signature = signature_of(&optimized, map_keys)
+            let signature = signature_of(&optimized, &declared.output_names, map_keys)
                 .map_err(|e| LoadError(format!("cannot serve {origin}: {e}")))?;
             let plan = optimized
                 .into_runnable()
@@ -144,7 +160,7 @@ fn prepare(
         // Only a failure that involves the free sizes may go away once they are concrete;
         // any other (an operator's attribute, a width that does not fit) refuses the model.
         Err(why) if free_sizes.iter().any(|size| mentions(&why, size)) => {
-            let signature = declared_signature(&model, proto, map_keys)
+            let signature = declared_signature(&model, declared.outputs, map_keys)
                 .map_err(|e| LoadError(format!("cannot serve {origin}: {e}")))?;
             Ok((
                 Loaded::PerShape {
@@ -401,6 +417,7 @@ fn close_open_input_dims(model: &mut InferenceModel, share_first: bool) -> Resul
 /// ZipMap that makes it.
 fn signature_of(
     model: &TypedModel,
+    output_names: &[String],
     map_keys: Vec<Option<ClassLabels>>,
 ) -> Result<Signature, String> {
     let spec = |outlet: OutletId, name: String| -> Result<TensorSpec, String> {
@@ -431,16 +448,16 @@ fn signature_of(
         .iter()
         .map(|&o| spec(o, model.node(o.node).name.clone()))
         .collect::<Result<_, _>>()?;
-    let mut outputs = model
-        .outputs
-        .iter()
-        .map(|&o| {
-            let name = model
-                .outlet_label(o)
-                .map(str::to_owned)
-                .unwrap_or_else(|| model.node(o.node).name.clone());
-            spec(o, name)
-        })
+    // Named as the graph names them: tract keeps the model's outputs in the graph's order.
+    if output_names.len() != model.outputs.len() {
+        return Err(format!(
+            "the graph declares {} outputs but tract computes {}",
+            output_names.len(),
+            model.outputs.len()
+        ));
+    }
+    let mut outputs = (model.outputs.iter().zip(output_names))
+        .map(|(&o, name)| spec(o, name.clone()))
         .collect::<Result<Vec<_>, _>>()?;
     for (output, keys) in outputs.iter_mut().zip(map_keys) {
         output.map_keys = keys;
@@ -453,7 +470,7 @@ fn signature_of(
 /// them, undeclared dimensions free.
 fn declared_signature(
     model: &InferenceModel,
-    proto: &ModelProto,
+    outputs: Result<Vec<TensorSpec>, String>,
     map_keys: Vec<Option<ClassLabels>>,
 ) -> Result<Signature, String> {
     let inputs = model
@@ -488,9 +505,17 @@ fn declared_signature(
             })
         })
         .collect::<Result<_, String>>()?;
-    let graph = proto.graph.as_ref().ok_or("the model has no graph")?;
-    let mut outputs: Vec<TensorSpec> = graph
-        .output
+    let mut outputs = outputs?;
+    for (output, keys) in outputs.iter_mut().zip(map_keys) {
+        output.map_keys = keys;
+    }
+    Ok(Signature { inputs, outputs })
+}
+
+/// The outputs as the graph declares them: free dimensions by their names, undeclared ones
+/// free too.
+fn declared_outputs(outputs: &[ValueInfoProto]) -> Result<Vec<TensorSpec>, String> {
+    outputs
         .iter()
         .map(|output| {
             let name = output.name.clone();
@@ -531,11 +556,7 @@ fn declared_signature(
                 map_keys: None,
             })
         })
-        .collect::<Result<_, String>>()?;
-    for (output, keys) in outputs.iter_mut().zip(map_keys) {
-        output.map_keys = keys;
-    }
-    Ok(Signature { inputs, outputs })
+        .collect()
 }
 
 /// The datatype of an ONNX `TensorProto.DataType` number.

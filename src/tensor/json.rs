@@ -9,7 +9,7 @@
 //! travel as the strings `"NaN"`, `"Infinity"` and `"-Infinity"` both ways, so the output is
 //! always valid JSON. A BYTES element may also be sent as TF-Serving's `{"b64": "..."}`.
 
-use super::{ClassLabels, DataType, Tensor, TensorData, TensorSpec};
+use super::{ClassLabels, DataType, Dim, Tensor, TensorData, TensorSpec};
 use half::f16;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
@@ -251,16 +251,21 @@ struct Nested<'s, E> {
     /// The depth at which scalars sit; the rank of the tensor.
     leaf_depth: Option<usize>,
     max_rank: usize,
+    /// The input's declared shape, for the sizes inside empty lists.
+    declared: &'s [Dim],
 }
 
 impl<'s, E: Element> Nested<'s, E> {
-    fn new(input: &'s str, max_rank: usize) -> Self {
+    fn new(spec: &'s TensorSpec) -> Self {
         Nested {
-            input,
+            input: &spec.name,
             values: Vec::new(),
             dims: Vec::new(),
             leaf_depth: None,
-            max_rank,
+            // Lists may nest one level deeper than the input's rank, so that a request with
+            // an extra dimension gets the clear shape message rather than a parse error.
+            max_rank: spec.shape.len() + 1,
+            declared: &spec.shape,
         }
     }
 
@@ -308,8 +313,37 @@ impl<'s, E: Element> Nested<'s, E> {
 
     fn into_tensor<Err: de::Error>(self) -> Result<Tensor, Err> {
         let rank = self.leaf_depth.unwrap_or(self.dims.len());
-        let shape: Vec<usize> = self.dims[..rank].iter().map(|d| d.unwrap_or(0)).collect();
+        let mut shape: Vec<usize> = self.dims[..rank].iter().map(|d| d.unwrap_or(0)).collect();
+        if self.leaf_depth.is_none() {
+            shape = self.inside_empty_lists(shape);
+        }
         Tensor::new(shape, E::into_data(self.values)).map_err(|m| Err::custom(m))
+    }
+
+    /// An empty list says nothing of the sizes inside it (`[[], [], []]` for a `[3, 0, 5]`
+    /// input): they come from the input's fixed sizes, when the sizes seen agree with the
+    /// declared ones and every size missing is fixed. Otherwise the shape stays as seen,
+    /// for the signature check to refuse with its usual message.
+    fn inside_empty_lists(&self, seen: Vec<usize>) -> Vec<usize> {
+        let Some(missing) = self.declared.get(seen.len()..) else {
+            return seen;
+        };
+        let agrees = |(&size, dim): (&usize, &Dim)| match dim {
+            Dim::Fixed(n) => *n == size,
+            Dim::Symbolic(_) => true,
+        };
+        let fixed: Option<Vec<usize>> = (missing.iter())
+            .map(|dim| match dim {
+                Dim::Fixed(n) => Some(*n),
+                Dim::Symbolic(_) => None,
+            })
+            .collect();
+        match fixed {
+            Some(fixed) if seen.iter().zip(self.declared).all(agrees) => {
+                seen.into_iter().chain(fixed).collect()
+            }
+            _ => seen,
+        }
     }
 }
 
@@ -422,7 +456,7 @@ impl<'de> DeserializeSeed<'de> for TensorSeed<'_> {
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Tensor, D::Error> {
         let spec = self.spec;
         with_element_type!(spec.datatype, E => {
-            let mut acc = Nested::<E>::new(&spec.name, max_rank(spec));
+            let mut acc = Nested::<E>::new(spec);
             NestedSeed { acc: &mut acc, depth: 0 }.deserialize(deserializer)?;
             acc.into_tensor()
         })
@@ -435,7 +469,7 @@ pub fn tensor_from_seq<'de, A: SeqAccess<'de>>(
     seq: A,
 ) -> Result<Tensor, A::Error> {
     with_element_type!(spec.datatype, E => {
-        let mut acc = Nested::<E>::new(&spec.name, max_rank(spec));
+        let mut acc = Nested::<E>::new(spec);
         NestedSeed { acc: &mut acc, depth: 0 }.visit_seq(seq)?;
         acc.into_tensor()
     })
@@ -447,16 +481,10 @@ pub fn tensor_from_scalar<Err: de::Error>(
     value: Scalar<'_>,
 ) -> Result<Tensor, Err> {
     with_element_type!(spec.datatype, E => {
-        let mut acc = Nested::<E>::new(&spec.name, max_rank(spec));
+        let mut acc = Nested::<E>::new(spec);
         acc.push_scalar(0, value)?;
         acc.into_tensor()
     })
-}
-
-/// Lists may nest one level deeper than the input's rank, so that a request with an extra
-/// dimension gets the clear shape message rather than a parse error.
-fn max_rank(spec: &TensorSpec) -> usize {
-    spec.shape.len() + 1
 }
 
 /// Writes the tensor as nested lists following its shape (a bare scalar for rank 0).
@@ -763,6 +791,39 @@ mod tests {
             (t.shape.clone(), encode(&t)),
             (vec![2, 0], "[[],[]]".to_string())
         );
+    }
+
+    #[test]
+    fn empty_lists_take_the_sizes_inside_them_from_the_declared_shape() {
+        let spec = TensorSpec {
+            name: "x".into(),
+            datatype: DataType::Fp32,
+            shape: vec![Dim::Fixed(3), Dim::Fixed(0), Dim::Fixed(5)],
+            map_keys: None,
+        };
+        let decode_for = |spec: &TensorSpec, json: &str| {
+            let mut de = serde_json::Deserializer::from_str(json);
+            TensorSeed { spec }.deserialize(&mut de).map(|t| t.shape)
+        };
+        assert_eq!(decode_for(&spec, "[[], [], []]").unwrap(), [3, 0, 5]);
+        // Sizes seen that disagree with the declared ones are left for the signature check.
+        assert_eq!(decode_for(&spec, "[[], []]").unwrap(), [2, 0]);
+        // A missing size the model leaves open cannot be told.
+        let open = TensorSpec {
+            shape: vec![
+                Dim::Symbolic("batch".into()),
+                Dim::Fixed(0),
+                Dim::Symbolic("n".into()),
+            ],
+            ..spec.clone()
+        };
+        assert_eq!(decode_for(&open, "[[], []]").unwrap(), [2, 0]);
+        let batch = TensorSpec {
+            shape: vec![Dim::Symbolic("batch".into()), Dim::Fixed(0), Dim::Fixed(5)],
+            ..spec
+        };
+        assert_eq!(decode_for(&batch, "[[], []]").unwrap(), [2, 0, 5]);
+        assert_eq!(decode_for(&batch, "[]").unwrap(), [0, 0, 5]);
     }
 
     #[test]
