@@ -125,7 +125,9 @@ def favour_main_thread(pid, workers):
 
 
 class Server:
-    """One onnx-serve process on a free port; keeps the statuses of its access lines."""
+    """One onnx-serve process on a free port; keeps the statuses of its answers to
+    perf_analyzer's inferences (not those to our own readiness probes, which are 503 while
+    the model loads)."""
 
     def __init__(self, name):
         command = [str(BINARY), "--model", str(MODELS[name]), "--model-name", name,
@@ -148,8 +150,9 @@ class Server:
                     listening.set()
                 elif "onnx_serve::access]" in line:
                     # `... onnx_serve::access] POST /v2/models/m/infer 200 197B 6us id`
-                    status = line.split("onnx_serve::access]")[1].split()[2]
-                    self.statuses[status] = self.statuses.get(status, 0) + 1
+                    _, path, status = line.split("onnx_serve::access]")[1].split()[:3]
+                    if path.endswith("/infer"):
+                        self.statuses[status] = self.statuses.get(status, 0) + 1
 
         threading.Thread(target=read_log, daemon=True).start()
         if not listening.wait(30) or not self.ready(30):
