@@ -150,6 +150,26 @@ else
     not_ok "the server starts from the image layout"
 fi
 
+# A binary built with the model inside it (--features embed-model): in a root that holds no
+# model at all, it serves that one; --model still wins.
+if env -i "$(command -v chroot)" --userspec="$image_user" "$rootfs" \
+    /usr/local/bin/onnx-serve inspect > "$work/inspect.json" 2> "$work/inspect.log"; then
+    embedded() {
+        python3 -c 'import json, sys; d = json.load(open(sys.argv[1]))
+sys.exit(not (d["model"].startswith("the binary (built from ") and d["inputs"][0]["name"] == "input"))' \
+            "$work/inspect.json"
+    }
+    check "with no --model, the model built into the binary is the one served" embedded
+    overridden() {
+        env -i "$(command -v chroot)" --userspec="$image_user" "$rootfs" \
+            /usr/local/bin/onnx-serve inspect --model /mnt/models 2>/dev/null \
+            | python3 -c 'import json, sys; sys.exit(json.load(sys.stdin)["model"] != "/mnt/models/model.onnx")'
+    }
+    check "--model wins over the model built into the binary" overridden
+else
+    echo "# no model built into this binary: $(tail -1 "$work/inspect.log")"
+fi
+
 for manifest in deploy/kserve/cluster-serving-runtime.yaml deploy/k8s/deployment.yaml; do
     mapfile -t args < <(manifest_args "$manifest")
     echo "# with the arguments of $manifest: ${args[*]}"

@@ -1,6 +1,7 @@
 //! What deployments rely on: the `healthcheck` subcommand (the container's HEALTHCHECK),
-//! KServe's `/mnt/models` directory, and the model built into the binary
-//! (`--features embed-model`, run by .ci/run with ONNX_SERVE_EMBED_MODEL set).
+//! KServe's `/mnt/models` directory, and `./model.onnx` as the default model. The model
+//! built into the binary (`--features embed-model`) is checked on the static binary by
+//! deploy/test-static.sh, which CI builds with it.
 
 use crate::common;
 
@@ -89,6 +90,7 @@ fn a_kserve_model_directory_with_one_onnx_file_is_served() {
     assert_eq!(common::row(&outputs[0]).len(), 10);
 }
 
+// A binary built with a model inside serves that one instead: deploy/test-static.sh.
 #[cfg(not(feature = "embed-model"))]
 #[test]
 fn without_an_embedded_model_the_default_is_model_onnx_in_the_working_directory() {
@@ -99,44 +101,4 @@ fn without_an_embedded_model_the_default_is_model_onnx_in_the_working_directory(
         "{}",
         stderr(&output)
     );
-}
-
-#[cfg(feature = "embed-model")]
-#[test]
-fn the_embedded_model_is_served_when_no_model_is_given_and_model_overrides_it() {
-    // An empty working directory: no model.onnx to fall back on.
-    let empty = scratch("embedded");
-    let output = run_in(&empty, &["inspect"], &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let signature: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert!(
-        signature["model"]
-            .as_str()
-            .unwrap()
-            .starts_with("the binary (built from "),
-        "{signature}"
-    );
-    assert_eq!(signature["inputs"][0]["name"], "input");
-
-    let digit = std::fs::read(common::fixture("digit.json")).unwrap();
-    let mut child = Command::new(binary())
-        .arg("predict")
-        .current_dir(&empty)
-        .env_remove("ONNX_SERVE_MODEL")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &digit).unwrap();
-    let answer: Value = serde_json::from_slice(&child.wait_with_output().unwrap().stdout).unwrap();
-    assert_eq!(common::row(&answer["outputs"][0]).len(), 10);
-
-    // --model and ONNX_SERVE_MODEL still win.
-    let seq = common::fixture_model("seq.onnx");
-    let output = run_in(&empty, &["inspect", "--model", &seq], &[]);
-    let signature: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(signature["name"], "seq");
-    let output = run_in(&empty, &["inspect"], &[("ONNX_SERVE_MODEL", &seq)]);
-    let signature: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(signature["name"], "seq");
 }
