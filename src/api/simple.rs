@@ -71,10 +71,16 @@ fn answer(
     k: usize,
 ) -> Result<Vec<u8>, ApiError> {
     let signature = prediction.model.signature();
-    let outputs = prediction.run(inputs)?;
+    let mut outputs = prediction.run(inputs)?;
     let mut out = encode_response(signature, &outputs);
     if let Some(classes) = &serving.classes {
-        let best = top_k(&outputs[classes.output], k, Some(&classes.labels))
+        let mut scores = outputs.swap_remove(classes.output);
+        // [1, 1000, 1, 1]: the classes are before the trailing 1s (`classification_output`).
+        while scores.shape.len() > 1 && scores.shape.last() == Some(&1) && classes.labels.len() != 1
+        {
+            scores.shape.pop();
+        }
+        let best = top_k(&scores, k, Some(&classes.labels))
             .map_err(|e| ApiError::internal(format!("cannot rank the classes: {e}")))?;
         // `{"outputs":...}` becomes `{"outputs":...,"labels":[...]}`.
         out.pop();
