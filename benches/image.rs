@@ -105,7 +105,9 @@ fn against_models(dir: &Path) {
     }
     let jpeg = std::fs::read(dir.join("bench_224.jpg")).unwrap();
     let png = std::fs::read(dir.join("bench_224.png")).unwrap();
-    println!("\n| model | run on [1, 3, 224, 224] | JPEG to tensor | PNG to tensor | JPEG share of JPEG + run |");
+    println!(
+        "\n| model | run on [1, 3, 224, 224] | JPEG to tensor | PNG to tensor | JPEG share of JPEG + run |"
+    );
     println!("|---|---|---|---|---|");
     for (name, path) in models {
         let model = Model::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -131,7 +131,10 @@ pub fn body_kind(content_type: Option<&str>) -> Result<BodyKind, ApiError> {
         Ok(BodyKind::Form)
     } else if IMAGE_TYPES.iter().any(|t| media.eq_ignore_ascii_case(t)) {
         Ok(BodyKind::Image)
-    } else if media.len() > 6 && media[..6].eq_ignore_ascii_case("image/") {
+    } else if media
+        .get(..6)
+        .is_some_and(|start| start.eq_ignore_ascii_case("image/"))
+    {
         Err(ApiError::new(
             415,
             format!(
@@ -208,6 +211,8 @@ mod tests {
         let gif = body_kind(Some("image/gif")).unwrap_err();
         assert_eq!(gif.status, 415);
         assert!(gif.message.contains("image/gif is not supported"), "{gif}");
+        assert_eq!(body_kind(Some("image/")).unwrap_err().status, 415);
+        assert_eq!(body_kind(Some("imag\u{65e5}e")), Ok(BodyKind::Json));
     }
 
     #[test]

@@ -1232,6 +1232,41 @@ mod tests {
     }
 
     #[test]
+    fn images_and_labels_add_media_types_top_k_and_labels() {
+        let signature = digits();
+        let mut described = described(&signature);
+        let plain = described.document();
+        let predict = &plain["paths"]["/predict"]["post"];
+        assert!(predict["requestBody"]["content"].get("image/png").is_none());
+        assert!(predict.get("parameters").is_none());
+        assert!(
+            plain["components"]["schemas"]["PredictResponse"]["properties"]
+                .get("labels")
+                .is_none()
+        );
+
+        described.classes = Some((0, 10));
+        described.image = Some(ImageDoc { input: "input" });
+        let document = described.document();
+        let predict = &document["paths"]["/predict"]["post"];
+        let content = &predict["requestBody"]["content"];
+        for media in [
+            "application/json",
+            "image/png",
+            "image/jpeg",
+            "multipart/form-data",
+        ] {
+            assert!(content.get(media).is_some(), "{media}");
+        }
+        assert_eq!(predict["parameters"][0]["name"], "top_k");
+        assert!(predict["responses"].get("415").is_some());
+        let response = &document["components"]["schemas"]["PredictResponse"];
+        assert_eq!(response["required"], json!(["outputs", "labels"]));
+        let class = &response["properties"]["labels"]["items"]["items"];
+        assert_eq!(class["properties"]["index"]["maximum"], 9);
+    }
+
+    #[test]
     fn the_page_data_cannot_close_the_script() {
         let text = script_json(&json!({"name": "</script><b>&"}));
         assert!(!text.contains('<') && !text.contains('&'), "{text}");
