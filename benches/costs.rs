@@ -11,6 +11,7 @@
 
 mod support;
 
+use onnx_serve::api::Serving;
 use onnx_serve::api::simple::{decode_request, encode_response, predict_json};
 use onnx_serve::api::v2::infer;
 use onnx_serve::engine::Model;
@@ -34,10 +35,12 @@ fn main() {
 
 fn measure(case: &Case) {
     let body = case.json_body();
-    let model = Model::load(&case.model).unwrap_or_else(|e| panic!("{e}"));
+    let serving =
+        Serving::with_defaults(Model::load(&case.model).unwrap_or_else(|e| panic!("{e}")));
+    let model = &serving.model;
     let signature = model.signature();
-    let inputs = case.inputs(&model);
-    let (binary, header_length) = support::v2_binary_body(&model, &inputs);
+    let inputs = case.inputs(model);
+    let (binary, header_length) = support::v2_binary_body(model, &inputs);
 
     let json_decode_1 = median_of(|| decode_request(signature, &body, 1).unwrap());
     let json_decode =
@@ -47,7 +50,7 @@ fn measure(case: &Case) {
     let run = median_of(|| model.run(inputs.clone(), None).unwrap());
     let outputs = model.run(inputs.clone(), None).unwrap();
     let encode = median_of(|| encode_response(signature, &outputs));
-    let total = median_of(|| predict_json(&model, &body, None).unwrap());
+    let total = median_of(|| predict_json(&serving, &body).unwrap());
     let tract_alone = TractAlone::new(case, &inputs);
 
     let server = common::Server::builder()
@@ -55,7 +58,7 @@ fn measure(case: &Case) {
         .env("RUST_LOG", support::QUIET_LOG)
         .start();
     let json_request = support::predict_request(case);
-    let binary_request = support::v2_binary_request(&model, &inputs);
+    let binary_request = support::v2_binary_request(model, &inputs);
     let mut json_connection = Connection::open(server.addr).expect("connect");
     let mut binary_connection = Connection::open(server.addr).expect("connect");
     // In turn, so that the ratios to tract alone hold on a machine whose speed moves.

@@ -1,11 +1,16 @@
 //! What an image body costs before the model runs: decoding a 224x224 JPEG and PNG, and
 //! turning the pixels into a [1, 3, 224, 224] FP32 input (ImageNet normalisation, NCHW),
-//! with and without a resize. To be put next to a model's run time (`cargo bench --bench
-//! costs`).
+//! with and without a resize; then the same bytes-to-tensor cost next to image classifiers'
+//! own run on that tensor: the fixture classifier_free.onnx (a tiny convolution, global
+//! pooling) and, when `../shared/bench/make_models.py` has made them in `$BENCH_CACHE`
+//! (`benches/support`), SqueezeNet and ResNet-50.
 //!
-//! `cargo bench --bench image` prints one table of medians. Images: tests/fixtures/images/
+//! `cargo bench --bench image` prints two tables of medians. Images: tests/fixtures/images/
 //! bench_224.jpg (quality 90, 4:2:0) and bench_224.png, made by make_images.py.
 
+mod support;
+
+use onnx_serve::engine::Model;
 use onnx_serve::tensor::DataType;
 use onnx_serve::tensor::image::{
     DEFAULT_MAX_PIXELS, ImagePipeline, Preprocess, decode_rgb, image_input, resize_bilinear,
@@ -82,6 +87,45 @@ fn main() {
             us(to_tensor_resized),
             us(resize),
             us(whole)
+        );
+    }
+    against_models(&dir);
+}
+
+/// Bytes to tensor against the model's run on that tensor, for each image classifier found.
+fn against_models(dir: &Path) {
+    let mut models = vec![(
+        "classifier_free (fixture)".to_owned(),
+        dir.join("classifier_free.onnx"),
+    )];
+    for case in support::cases() {
+        if case.name != "digits" {
+            models.push((case.name.clone(), case.model.clone()));
+        }
+    }
+    let jpeg = std::fs::read(dir.join("bench_224.jpg")).unwrap();
+    let png = std::fs::read(dir.join("bench_224.png")).unwrap();
+    println!(
+        "\n| model | run on [1, 3, 224, 224] | JPEG to tensor | PNG to tensor | JPEG share of JPEG + run |"
+    );
+    println!("|---|---|---|---|---|");
+    for (name, path) in models {
+        let model = Model::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let input = image_input(&model.signature().inputs[0]).unwrap();
+        let pipeline =
+            ImagePipeline::new(input, &Preprocess::imagenet(), DEFAULT_MAX_PIXELS).unwrap();
+        let tensor = pipeline.tensor(&jpeg).unwrap();
+        assert_eq!(tensor.shape, [1, 3, 224, 224], "{name}");
+        let run = median_of(|| model.run(vec![tensor.clone()], None).unwrap());
+        let from_jpeg = median_of(|| pipeline.tensor(&jpeg).unwrap());
+        let from_png = median_of(|| pipeline.tensor(&png).unwrap());
+        let share = from_jpeg.as_secs_f64() / (from_jpeg + run).as_secs_f64();
+        println!(
+            "| {name} | {} | {} | {} | {:.0}% |",
+            us(run),
+            us(from_jpeg),
+            us(from_png),
+            share * 100.0
         );
     }
 }

@@ -12,6 +12,7 @@ mod deploy;
 mod free_sizes;
 mod http;
 mod images;
+mod images_http;
 mod memory;
 mod ops;
 mod overload;

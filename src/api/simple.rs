@@ -2,39 +2,124 @@
 //!
 //! `POST /predict` takes `{"inputs": X}` and answers `{"outputs": Y}`. X is a nested list
 //! when the model has one input, else an object `{"name": nested list, ...}`; Y likewise for
-//! the outputs.
+//! the outputs. For a model with one image input it also takes an image (`image_body.rs`).
+//! When the model's classes have labels (`classes.rs`), the answer also carries
+//! `"labels"`: for each row of the labelled output, its `?top_k=N` best classes (default 5),
+//! best first, `{"label", "index", "score"}`.
 
-use super::app::App;
-use super::{decode_json, predict_with, run_checked};
-use crate::engine::{Caller, Model};
+use super::app::{App, Serving};
+use super::classes::Classes;
+use super::image_body::{self, BodyKind};
+use super::{Prediction, decode_json, predict_with};
 use crate::http::{ApiError, Request, Response, clip};
 use crate::tensor::json::{
     Scalar, TensorSeed, b64_value, tensor_from_scalar, tensor_from_seq, write_class_maps,
     write_json_string, write_tensor,
 };
+use crate::tensor::labels::top_k;
 use crate::tensor::{DataType, Signature, Tensor, TensorDescription, TensorSpec};
 use serde::Serialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
-/// `POST /predict`.
+/// How many classes per row `"labels"` lists when `?top_k` does not say.
+pub const DEFAULT_TOP_K: usize = 5;
+
+/// `POST /predict`: JSON, or an image.
 pub fn predict(app: &App, req: &mut Request) -> Result<Response, ApiError> {
-    predict_with(app, req, |model, body, caller| {
-        predict_json(model, body, caller).map(Response::json_bytes)
+    let serving = app.serving()?;
+    let top_k = top_k_param(req.query(), serving.classes.as_ref())?;
+    let content_type = req.header("Content-Type");
+    let kind = image_body::body_kind(content_type)?;
+    // Kept for a form, whose boundary it holds (the request is borrowed again below).
+    let content_type = match kind {
+        BodyKind::Form => content_type.unwrap_or_default().to_owned(),
+        _ => String::new(),
+    };
+    predict_with(app, req, |prediction, body| {
+        let inputs = match kind {
+            BodyKind::Json => decode_request(
+                prediction.model.signature(),
+                body,
+                prediction.model.spare_threads(),
+            )?,
+            BodyKind::Image | BodyKind::Form => vec![image_body::image_tensor(
+                &serving.images,
+                kind,
+                &content_type,
+                body,
+            )?],
+        };
+        answer(serving, prediction, inputs, top_k).map(Response::json_bytes)
     })
 }
 
-/// Decodes a `/predict` body, runs the model and encodes its answer. The HTTP handler and
-/// the `predict` command (no caller: None) share it.
-pub fn predict_json(
-    model: &Model,
-    body: &[u8],
-    caller: Option<Caller>,
+/// Decodes a `/predict` JSON body, runs the model and encodes its answer, for the `predict`
+/// command (no HTTP, no caller): what `POST /predict` answers.
+pub fn predict_json(serving: &Serving, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let model = &serving.model;
+    let mut prediction = Prediction::new(model, None);
+    let inputs = decode_request(model.signature(), body, model.spare_threads())?;
+    answer(serving, &mut prediction, inputs, DEFAULT_TOP_K)
+}
+
+/// Runs the model and encodes `{"outputs": ...}`, with `"labels"` when there are labels.
+fn answer(
+    serving: &Serving,
+    prediction: &mut Prediction,
+    inputs: Vec<Tensor>,
+    k: usize,
 ) -> Result<Vec<u8>, ApiError> {
-    let signature = model.signature();
-    let inputs = decode_request(signature, body, model.spare_threads())?;
-    let outputs = run_checked(model, inputs, caller)?;
-    Ok(encode_response(signature, &outputs))
+    let signature = prediction.model.signature();
+    let mut outputs = prediction.run(inputs)?;
+    let mut out = encode_response(signature, &outputs);
+    if let Some(classes) = &serving.classes {
+        let mut scores = outputs.swap_remove(classes.output);
+        // [1, 1000, 1, 1]: the classes are before the trailing 1s (`classification_output`).
+        while scores.shape.len() > 1 && scores.shape.last() == Some(&1) && classes.labels.len() != 1
+        {
+            scores.shape.pop();
+        }
+        let best = top_k(&scores, k, Some(&classes.labels))
+            .map_err(|e| ApiError::internal(format!("cannot rank the classes: {e}")))?;
+        // `{"outputs":...}` becomes `{"outputs":...,"labels":[...]}`.
+        out.pop();
+        out.extend_from_slice(b",\"labels\":");
+        serde_json::to_writer(&mut out, &best).expect("top classes serialize");
+        out.push(b'}');
+    }
+    Ok(out)
+}
+
+/// `?top_k=N`: how many classes per row the answer's `"labels"` lists, 1 or more (capped at
+/// the number of classes). Without labels there is no list to shorten: a 400 says so.
+fn top_k_param(query: &str, classes: Option<&Classes>) -> Result<usize, ApiError> {
+    let mut values = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .filter(|(key, _)| *key == "top_k")
+        .map(|(_, value)| value);
+    let Some(value) = values.next() else {
+        return Ok(DEFAULT_TOP_K);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::bad_request("top_k is given twice"));
+    }
+    let Some(classes) = classes else {
+        return Err(ApiError::bad_request(
+            "top_k: the model's classes have no labels on this server, so answers carry no \
+             \"labels\" to choose the top classes of; start it with --labels FILE",
+        ));
+    };
+    match value.parse::<usize>() {
+        Ok(k) if k > 0 => Ok(k.min(classes.labels.len())),
+        _ => Err(ApiError::bad_request(format!(
+            "top_k must be a whole number, 1 or more (more than the {} classes means all of \
+             them), not {:?}",
+            classes.labels.len(),
+            clip(value, 32)
+        ))),
+    }
 }
 
 /// `GET /`: what this server serves and where.

@@ -9,8 +9,7 @@
 
 use super::app::App;
 use super::simple::{InputsSeed, NamedInputsSeed, encode_response, write_output};
-use super::{check_model, decode_json, predict_with, run_checked};
-use crate::engine::{Caller, Model};
+use super::{Prediction, check_model, decode_json, predict_with};
 use crate::http::{ApiError, Request, Response};
 use crate::tensor::json::{write_class_map, write_json_string, write_row};
 use crate::tensor::{DataType, Dim, Signature, Tensor, TensorData, TensorSpec, format_shape};
@@ -136,10 +135,10 @@ pub fn predict(app: &App, req: &mut Request) -> Result<Response, ApiError> {
     predict_with(app, req, predict_body)
 }
 
-fn predict_body(model: &Model, body: &[u8], caller: Option<Caller>) -> Result<Response, ApiError> {
-    let signature = model.signature();
+fn predict_body(prediction: &mut Prediction, body: &[u8]) -> Result<Response, ApiError> {
+    let signature = prediction.model.signature();
     let (format, inputs) = decode_request(signature, body)?;
-    let outputs = run_checked(model, inputs, caller)?;
+    let outputs = prediction.run(inputs)?;
     match format {
         Format::Rows => encode_predictions(signature, &outputs).map(Response::json_bytes),
         Format::Columns => Ok(Response::json_bytes(encode_response(signature, &outputs))),

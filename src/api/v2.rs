@@ -1,5 +1,6 @@
 //! The Open Inference Protocol (KServe V2 / Triton HTTP): server and model metadata, health,
-//! Triton's model configuration, and `infer` with JSON or binary tensors (`v2/infer.rs`).
+//! Triton's model configuration, `infer` with JSON or binary tensors (`v2/infer.rs`) and
+//! Triton's classification extension, and Triton's statistics extension (`v2/stats.rs`).
 //!
 //! Every model route also answers under `/versions/{v}`; a path without a version reaches
 //! the one model, a path with another version than the served one is 404.
@@ -8,18 +9,25 @@ pub mod infer;
 pub mod stats;
 
 use super::app::App;
-use super::{check_model, predict_with, run_checked};
+use super::{check_model, predict_with};
 use crate::engine::Model;
 use crate::http::{ApiError, Request, Response};
+use crate::ops::prediction_stats::Total;
 use crate::tensor::{DataType, Dim, TensorDescription, TensorSpec};
 use serde::Serialize;
+use stats::{Duration, InferStatistics, ModelStatistics, ModelStatsResponse};
 
 /// How Triton names an ONNX model's platform; its tools (perf_analyzer, model_analyzer)
 /// recognise it.
 const PLATFORM: &str = "onnxruntime_onnx";
 
 /// The extensions of the protocol this server implements.
-const EXTENSIONS: [&str; 2] = ["binary_tensor_data", "model_configuration"];
+const EXTENSIONS: [&str; 4] = [
+    "binary_tensor_data",
+    "classification",
+    "model_configuration",
+    "statistics",
+];
 
 /// The `max_batch_size` a batchable model advertises. The server itself has no batch limit
 /// but `--max-body`; a large number lets tools try whatever batch size they like.
@@ -38,7 +46,7 @@ pub fn server_metadata(_app: &App, _req: &mut Request) -> Result<Response, ApiEr
 struct ServerMetadata {
     name: &'static str,
     version: &'static str,
-    extensions: [&'static str; 2],
+    extensions: [&'static str; 4],
 }
 
 /// `GET /v2/health/live`: always 200 while the process runs.
@@ -182,9 +190,14 @@ fn loaded_model<'a>(app: &'a App, req: &Request) -> Result<&'a Model, ApiError> 
 /// `POST /v2/models/{m}/infer`: JSON, or a JSON header followed by binary tensors.
 pub fn infer(app: &App, req: &mut Request) -> Result<Response, ApiError> {
     let header_length = infer::header_length(req)?;
-    predict_with(app, req, |model, body, caller| {
+    predict_with(app, req, |prediction, body| {
+        let model = prediction.model;
+        let classes = app.serving()?.classes.as_ref();
         let request = infer::decode(model.signature(), body, header_length)?;
-        let outputs = run_checked(model, request.inputs, caller)?;
+        let mut outputs = prediction.run(request.inputs)?;
+        let labels = |output| classes.filter(|c| c.output == output).map(|c| &c.labels);
+        let batched = model.signature().batch_dim().is_some();
+        infer::classify(&mut outputs, &request.outputs, labels, batched)?;
         let served = infer::Served {
             model_name: &app.model_name,
             model_version: &app.model_version,
@@ -197,6 +210,50 @@ pub fn infer(app: &App, req: &mut Request) -> Result<Response, ApiError> {
             &request.outputs,
         ))
     })
+}
+
+/// `GET /v2/models/stats`: the statistics of every model this server serves (one).
+pub fn all_stats(app: &App, _req: &mut Request) -> Result<Response, ApiError> {
+    let model = app.model()?;
+    Ok(Response::json(&ModelStatsResponse {
+        model_stats: vec![statistics(app, model)],
+    }))
+}
+
+/// `GET /v2/models/{m}[/versions/{v}]/stats`: Triton's statistics of the model.
+pub fn model_stats(app: &App, req: &mut Request) -> Result<Response, ApiError> {
+    let model = loaded_model(app, req)?;
+    Ok(Response::json(&ModelStatsResponse {
+        model_stats: vec![statistics(app, model)],
+    }))
+}
+
+/// The model's statistics, read from the counters kept as predictions are answered
+/// (`App::stats`) and from the model's own run count. No cache, no decoupled responses, no
+/// per-batch-size counters: `cache_*`, `response_stats` and `batch_stats` stay empty.
+fn statistics(app: &App, model: &Model) -> ModelStatistics {
+    let counted = app.stats.snapshot();
+    let duration = |t: Total| Duration {
+        count: t.count,
+        ns: t.ns,
+    };
+    ModelStatistics {
+        name: app.model_name.clone(),
+        version: app.model_version.clone(),
+        last_inference: counted.last_ms,
+        inference_count: counted.rows,
+        execution_count: model.run_seconds().count(),
+        inference_stats: InferStatistics {
+            success: duration(counted.success),
+            fail: duration(counted.fail),
+            queue: duration(counted.queue),
+            compute_input: duration(counted.compute_input),
+            compute_infer: duration(counted.compute_infer),
+            compute_output: duration(counted.compute_output),
+            ..InferStatistics::default()
+        },
+        ..ModelStatistics::default()
+    }
 }
 
 #[cfg(test)]

@@ -2,9 +2,11 @@
 //! validation, and the settings they make. A bad value stops the program with a clear
 //! message and exit code 2.
 
+use crate::api::ImageSettings;
 use crate::engine::{BatchConfig, Execution, InputShape};
 use crate::http::{ApiKey, Auth, BodyLimits, Cors, Settings};
 use crate::ops::logging::LogFormat;
+use crate::tensor::image::DEFAULT_MAX_PIXELS;
 use clap::{Args, Parser, Subcommand};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -34,6 +36,21 @@ pub struct Cli {
     #[arg(long = "input-shape", global = true, env = "ONNX_SERVE_INPUT_SHAPE",
           value_name = "NAME=DIMS", value_delimiter = ' ', value_parser = parse_input_shape)]
     pub input_shapes: Vec<InputShape>,
+
+    /// Class labels, one per line in class order, for the output whose last dimension is
+    /// their number: /predict answers then carry the top classes by name [default: the
+    /// labels the model carries (ZipMap, ONNX-ML classifier, metadata), if any]
+    #[arg(long, global = true, env = "ONNX_SERVE_LABELS", value_name = "FILE")]
+    pub labels: Option<PathBuf>,
+
+    /// The output the labels are for, when several end in that many classes
+    #[arg(
+        long,
+        global = true,
+        env = "ONNX_SERVE_LABELS_OUTPUT",
+        value_name = "NAME"
+    )]
+    pub labels_output: Option<String>,
 
     #[command(flatten)]
     pub serve: ServeArgs,
@@ -126,6 +143,35 @@ pub struct ServeArgs {
     /// On SIGTERM or SIGINT, how long requests in flight may take to finish
     #[arg(long, env = "ONNX_SERVE_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Image bodies (/predict with a PNG or JPEG) are scaled to [0, R] before --image-mean
+    /// and --image-std: 1, or 255 for a model that takes 0..255 [default: 1; 255 for a
+    /// UINT8 input, which takes the pixels as they are]
+    #[arg(long, env = "ONNX_SERVE_IMAGE_SCALE", value_name = "R", value_parser = positive_number)]
+    pub image_scale: Option<f64>,
+
+    /// Subtracted from image values per channel, after scaling: one value, or one per
+    /// channel (R,G,B), e.g. 0.485,0.456,0.406 for ImageNet [default: 0]
+    #[arg(long, env = "ONNX_SERVE_IMAGE_MEAN", value_name = "VALUES", value_delimiter = ',',
+          value_parser = finite_number)]
+    pub image_mean: Vec<f64>,
+
+    /// Image values are divided by this per channel, after the mean: one value, or one per
+    /// channel, e.g. 0.229,0.224,0.225 for ImageNet [default: 1]
+    #[arg(long, env = "ONNX_SERVE_IMAGE_STD", value_name = "VALUES", value_delimiter = ',',
+          value_parser = positive_number)]
+    pub image_std: Vec<f64>,
+
+    /// Largest image accepted, in pixels (width x height), checked from its header before
+    /// decoding (413 above it)
+    #[arg(long, env = "ONNX_SERVE_MAX_IMAGE_PIXELS", value_name = "N",
+          default_value_t = DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_image_pixels: u64,
+
+    /// Runs of the model on zeros (free sizes as 1) before the server reports ready, so that
+    /// the first request does not pay for the first run; 0 = none
+    #[arg(long, env = "ONNX_SERVE_WARMUP", value_name = "N", default_value_t = 1)]
+    pub warmup: u32,
 
     /// Log lines as text, or as one JSON object per line (for log shippers)
     #[arg(long, global = true, env = "ONNX_SERVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -234,6 +280,16 @@ impl ServeArgs {
         Cors::new(&self.cors_origins)
     }
 
+    /// How image bodies become the model's input.
+    pub fn images(&self) -> ImageSettings {
+        ImageSettings {
+            range: self.image_scale,
+            mean: self.image_mean.clone(),
+            std: self.image_std.clone(),
+            max_pixels: self.max_image_pixels,
+        }
+    }
+
     pub fn settings(&self) -> Settings {
         let optional = |d: Duration| (!d.is_zero()).then_some(d);
         Settings {
@@ -284,6 +340,20 @@ fn parse_input_shape(value: &str) -> Result<InputShape, String> {
         input: input.to_owned(),
         shape,
     })
+}
+
+fn finite_number(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() => Ok(n),
+        _ => Err(format!("{value:?} is not a number")),
+    }
+}
+
+fn positive_number(value: &str) -> Result<f64, String> {
+    match finite_number(value)? {
+        n if n > 0.0 => Ok(n),
+        _ => Err(format!("{value:?} is not a number above 0")),
+    }
 }
 
 /// `30s`, `500ms`, `2m`, `1h`, or plain seconds (`30`, `0.5`).
@@ -403,6 +473,40 @@ mod tests {
         for bad in ["images", "=1,2", "x=1,,2", "x=1,0", "x=-1", "x=a"] {
             assert!(parse_input_shape(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn image_flags_take_lists_of_numbers() {
+        let cli = Cli::try_parse_from([
+            "onnx-serve",
+            "--image-mean",
+            "0.485,0.456,0.406",
+            "--image-std",
+            "0.229",
+            "--image-scale",
+            "255",
+        ])
+        .unwrap();
+        let images = cli.serve.images();
+        assert_eq!(images.mean, [0.485, 0.456, 0.406]);
+        assert_eq!(images.std, [0.229]);
+        assert_eq!(images.range, Some(255.0));
+        assert_eq!(images.max_pixels, DEFAULT_MAX_PIXELS);
+        assert_eq!(cli.serve.warmup, 1);
+        for bad in [
+            ["--image-std", "0"],
+            ["--image-mean", "a,b"],
+            ["--image-scale", "-1"],
+            ["--max-image-pixels", "0"],
+        ] {
+            assert!(
+                Cli::try_parse_from(["onnx-serve", bad[0], bad[1]]).is_err(),
+                "{bad:?}"
+            );
+        }
+        // The labels flags are global: `predict` takes them too.
+        let cli = Cli::try_parse_from(["onnx-serve", "predict", "--labels", "l.txt"]).unwrap();
+        assert_eq!(cli.labels, Some(PathBuf::from("l.txt")));
     }
 
     #[test]

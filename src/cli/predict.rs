@@ -1,5 +1,6 @@
 //! `onnx-serve predict`: one `/predict` request body from stdin, its answer on stdout, no
-//! server.
+//! server. The answer is the server's, `"labels"` included (`--labels`, or the labels the
+//! model carries).
 
 use super::{Cli, cannot_start, source::Source};
 use crate::api::simple;
@@ -17,7 +18,11 @@ pub fn run(cli: &Cli) -> ExitCode {
     if let Err(e) = std::io::stdin().read_to_end(&mut body) {
         return cannot_start(format!("cannot read the request from stdin: {e}"));
     }
-    let (answer, code) = match simple::predict_json(&model, &body, None) {
+    let serving = match super::serve::serving(cli, model) {
+        Ok(serving) => serving,
+        Err(e) => return cannot_start(e),
+    };
+    let (answer, code) = match simple::predict_json(&serving, &body) {
         Ok(json) => (json, ExitCode::SUCCESS),
         Err(e) => (e.body(), ExitCode::FAILURE),
     };

@@ -1,8 +1,9 @@
 //! Serving: bind, start answering (503 on predictions until the model is loaded), load the
-//! model, turn ready, and drain on SIGTERM or SIGINT.
+//! model, decide its classes and how it takes images, warm it up, turn ready, and drain on
+//! SIGTERM or SIGINT. `/healthz` answers 200 all along.
 
 use super::{Cli, ServeArgs, cannot_start, source::Source};
-use crate::api::{self, App};
+use crate::api::{self, App, Images, Serving};
 use crate::engine::Model;
 use crate::http::{self, Cors, Event, Server};
 use crate::ops::memory;
@@ -70,10 +71,15 @@ pub fn run(cli: &Cli) -> ExitCode {
     };
     log_signature(&app.model_name, &source.origin(), &model);
     log_execution(args);
+    let serving = match serving(cli, model) {
+        Ok(serving) => serving,
+        Err(e) => return cannot_start(e),
+    };
+    warm_up(&serving.model, args.warmup);
     // What loading parsed and threw away (the protobuf, tract's first forms of the graph).
     // Before the model is set, so that memory is already back when /readyz turns 200.
     memory::release_free_memory();
-    app.set_model(model);
+    app.install(serving);
     info!("ready");
 
     match server.serve_until_shutdown(args.shutdown_timeout) {
@@ -84,6 +90,77 @@ pub fn run(cli: &Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The model with its classes (`--labels`, or what it carries) and its image pipeline
+/// (`--image-*`), checked now so that a flag that cannot apply stops start-up.
+pub(super) fn serving(cli: &Cli, model: Model) -> Result<Serving, String> {
+    let file = match &cli.labels {
+        Some(path) => Some(api::LabelsFile {
+            labels: crate::tensor::labels::Labels::from_file(path)?,
+            path: path.display().to_string(),
+        }),
+        None => None,
+    };
+    let classes = api::resolve_classes(&model, file, cli.labels_output.as_deref())?;
+    let images = Images::for_model(model.signature(), &cli.serve.images())?;
+    if let Some(classes) = &classes {
+        info!(
+            "{} class labels, from {}, name the classes of output '{}'",
+            classes.labels.len(),
+            classes.origin,
+            model.signature().outputs[classes.output].name
+        );
+    }
+    if let Some(pipeline) = images.pipeline() {
+        let input = pipeline.input();
+        let size = match (input.height, input.width) {
+            (Some(h), Some(w)) => format!("resized to {w}x{h}"),
+            _ => "at their own size".to_owned(),
+        };
+        info!(
+            "/predict takes PNG and JPEG images for input '{}' ({size}, up to {} pixels)",
+            input.name,
+            pipeline.max_pixels()
+        );
+    }
+    Ok(Serving {
+        model,
+        classes,
+        images,
+    })
+}
+
+/// `--warmup N`: N runs on zeros before readiness. A run that fails is logged, and the
+/// server starts anyway: zeros are not every model's valid input (a detector whose sides
+/// must be multiples of 32 fails on the 1x1 image the free sizes make), and a model that
+/// cannot take them may still answer every real request.
+fn warm_up(model: &Model, runs: u32) {
+    if runs == 0 {
+        return;
+    }
+    info!("warming up: {runs} run(s) of the model on zeros");
+    let mut took = Vec::with_capacity(runs as usize);
+    for run in 1..=runs {
+        match model.warm_up() {
+            Ok(time) => took.push(time),
+            Err(e) => {
+                log::warn!(
+                    "warm-up run {run} of {runs} failed, so the server starts without it \
+                     (requests of other shapes may run fine): {}",
+                    api::run_error(e).message
+                );
+                return;
+            }
+        }
+    }
+    let ms = |d: &std::time::Duration| d.as_secs_f64() * 1e3;
+    info!(
+        "warm-up done: {runs} run(s) in {:.1} ms (the first {:.1} ms, the last {:.1} ms)",
+        took.iter().map(ms).sum::<f64>(),
+        took.first().map_or(0.0, ms),
+        took.last().map_or(0.0, ms)
+    );
 }
 
 /// Each connection takes two file descriptors: the usual soft limit of 1024 would let a few

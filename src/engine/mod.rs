@@ -18,6 +18,7 @@ mod run_threads;
 mod slots;
 mod tract;
 mod vet;
+mod warm_up;
 
 pub use batcher::BatchConfig;
 pub use error::{LoadError, RunError};

@@ -13,9 +13,9 @@ use super::plan_cache::{PlanCache, PlanStats};
 use super::queue::{self, Caller, Refused};
 use super::run_threads::{RunThreads, RunTimes};
 use super::slots::{Slot, Slots};
-use super::tract::{self, InputShape, IntraOpPool, Loaded, Plan, Source};
+use super::tract::{self, Carried, InputShape, IntraOpPool, Loaded, Plan, Read, Source};
 use crate::ops::metrics::{Histogram, ROWS};
-use crate::tensor::{Signature, Tensor, describe_all};
+use crate::tensor::{ClassLabels, Signature, Tensor, describe_all};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 pub struct Model {
     runner: Arc<Runner>,
     signature: Signature,
+    /// Its metadata and classifier labels, which the server names classes with.
+    carried: Carried,
     load_time: Duration,
     /// The worker slots and their line; with batching, the batcher admits instead.
     slots: Slots,
@@ -111,8 +113,7 @@ impl Model {
     /// Like `load`, with some inputs given concrete shapes first (`--input-shape`).
     pub fn load_with(path: &Path, fixed: &[InputShape]) -> Result<Model, LoadError> {
         let started = Instant::now();
-        let (loaded, signature) = tract::load(path, fixed)?;
-        Ok(Model::new(loaded, signature, started))
+        Ok(Model::new(tract::load(path, fixed)?, started))
     }
 
     /// Like `load_with`, from the bytes of an ONNX file (the model built into the binary);
@@ -123,11 +124,18 @@ impl Model {
         fixed: &[InputShape],
     ) -> Result<Model, LoadError> {
         let started = Instant::now();
-        let (loaded, signature) = tract::load_bytes(bytes, origin, fixed)?;
-        Ok(Model::new(loaded, signature, started))
+        Ok(Model::new(
+            tract::load_bytes(bytes, origin, fixed)?,
+            started,
+        ))
     }
 
-    fn new(loaded: Loaded, signature: Signature, started: Instant) -> Model {
+    fn new(read: Read, started: Instant) -> Model {
+        let Read {
+            loaded,
+            signature,
+            carried,
+        } = read;
         let execution = Execution::default();
         let plans = match loaded {
             Loaded::Optimised(plan) => Plans::One(plan),
@@ -154,6 +162,7 @@ impl Model {
                 panics: AtomicU64::new(0),
             }),
             signature,
+            carried,
             load_time: started.elapsed(),
             slots: Slots::new(execution.workers, execution.queue),
             batcher: None,
@@ -216,6 +225,17 @@ impl Model {
         &self.signature
     }
 
+    /// The model's `metadata_props`, (key, value) in the file's order.
+    pub fn metadata(&self) -> &[(String, String)] {
+        &self.carried.metadata
+    }
+
+    /// The class labels of the model's ONNX-ML classifier (LinearClassifier, SVMClassifier,
+    /// TreeEnsembleClassifier), when it has exactly one.
+    pub fn classifier_labels(&self) -> Option<&ClassLabels> {
+        self.carried.classifier_labels.as_ref()
+    }
+
     pub fn load_time(&self) -> Duration {
         self.load_time
     }
@@ -263,6 +283,17 @@ impl Model {
         }
     }
 
+    /// Runs the model once on zeros in the signature's shapes (free sizes as 1), before the
+    /// first request: see `warm_up.rs`. On the caller's thread, with the intra-op threads if
+    /// any, and not counted in the run metrics (it is no prediction). Returns how long it
+    /// took.
+    pub fn warm_up(&self) -> Result<Duration, RunError> {
+        let inputs = super::warm_up::zero_inputs(&self.signature);
+        let started = Instant::now();
+        self.runner.run_as(inputs, Counted::No)?;
+        Ok(started.elapsed())
+    }
+
     /// Runs the model on tensors given in the model's input order, already checked against
     /// the signature, for `caller` (None outside HTTP). Returns the outputs in the model's
     /// output order. With batching on, the run is part of a batch and these are this
@@ -288,9 +319,24 @@ impl Model {
     }
 }
 
+/// Whether a run counts in the run metrics (and in the run times that send long runs to the
+/// run threads): a warm-up run does not.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Counted {
+    Yes,
+    No,
+}
+
 impl Runner {
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RunError> {
-        if let (Some(histogram), Some(rows)) = (&self.batch_sizes, batch_rows(&inputs)) {
+        self.run_as(inputs, Counted::Yes)
+    }
+
+    fn run_as(&self, inputs: Vec<Tensor>, counted: Counted) -> Result<Vec<Tensor>, RunError> {
+        let counted = counted == Counted::Yes;
+        if let (true, Some(histogram), Some(rows)) =
+            (counted, &self.batch_sizes, batch_rows(&inputs))
+        {
             histogram.observe_value(rows as u64);
         }
         let shaped;
@@ -319,8 +365,10 @@ impl Runner {
         let started = Instant::now();
         let run = catch_unwind(AssertUnwindSafe(|| plan.run(inputs, pool)));
         let took = started.elapsed();
-        self.run_seconds.observe(took);
-        self.run_times.record(took);
+        if counted {
+            self.run_seconds.observe(took);
+            self.run_times.record(took);
+        }
         self.running.fetch_sub(1, Ordering::SeqCst);
         run.map_err(|panic| {
             self.panics.fetch_add(1, Ordering::Relaxed);

@@ -49,7 +49,7 @@ impl IntraOpPool {
 
 /// Reads, checks and optimises the ONNX file, and reads its signature. `fixed` gives some
 /// inputs concrete shapes before analysis (`--input-shape`).
-pub(super) fn load(path: &Path, fixed: &[InputShape]) -> Result<(Loaded, Signature), LoadError> {
+pub(super) fn load(path: &Path, fixed: &[InputShape]) -> Result<Read, LoadError> {
     let onnx = onnx();
     let origin = path.display().to_string();
     // Tensors stored beside the file are found from its folder.
@@ -63,7 +63,7 @@ pub(super) fn load_bytes(
     bytes: &[u8],
     origin: &str,
     fixed: &[InputShape],
-) -> Result<(Loaded, Signature), LoadError> {
+) -> Result<Read, LoadError> {
     let onnx = onnx();
     let (model, declared) = read(&onnx, onnx.proto_model_for_read(&mut &*bytes), None, origin)?;
     prepare(model, declared, origin, fixed)
@@ -76,6 +76,22 @@ struct Declared {
     output_names: Vec<String>,
     /// As the signature would give them, or why the graph does not say.
     outputs: Result<Vec<TensorSpec>, String>,
+    carried: Carried,
+}
+
+/// What the model carries besides its graph, which the server names classes with: its
+/// `metadata_props` (key, value) in the file's order, and its ONNX-ML classifier's labels.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Carried {
+    pub metadata: Vec<(String, String)>,
+    pub classifier_labels: Option<ClassLabels>,
+}
+
+/// A model read: how it runs, its signature, and what it carries.
+pub(super) struct Read {
+    pub loaded: Loaded,
+    pub signature: Signature,
+    pub carried: Carried,
 }
 
 /// Parses an ONNX model with our operators, first refusing a model whose inputs no
@@ -107,10 +123,17 @@ fn read(
     }
     refuse_unsupported(&parsed.model, origin)?;
     super::vet::vet(&proto).map_err(|why| LoadError(format!("cannot serve {origin}: {why}")))?;
+    let carried = Carried {
+        metadata: (proto.metadata_props.iter())
+            .map(|p| (p.key.clone(), p.value.clone()))
+            .collect(),
+        classifier_labels: super::onnx_ml::classifier_labels(&proto),
+    };
     let graph = proto.graph.unwrap_or_default();
     let declared = Declared {
         output_names: graph.output.iter().map(|o| o.name.clone()).collect(),
         outputs: declared_outputs(&graph.output),
+        carried,
     };
     Ok((parsed.model, declared))
 }
@@ -123,7 +146,7 @@ fn prepare(
     declared: Declared,
     origin: &str,
     fixed: &[InputShape],
-) -> Result<(Loaded, Signature), LoadError> {
+) -> Result<Read, LoadError> {
     let fail = |what: &str, e: TractError| LoadError(format!("{what} {origin}: {}", brief(&e)));
     // Read before optimising: ZipMap nodes are found by their op in the model as parsed.
     let map_keys = super::onnx_ml::output_map_keys(&model);
@@ -155,20 +178,25 @@ fn prepare(
             let plan = optimized
                 .into_runnable()
                 .map_err(|e| fail("tract cannot plan", e))?;
-            Ok((Loaded::Optimised(Plan { plan }), signature))
+            Ok(Read {
+                loaded: Loaded::Optimised(Plan { plan }),
+                signature,
+                carried: declared.carried,
+            })
         }
         // Only a failure that involves the free sizes may go away once they are concrete;
         // any other (an operator's attribute, a width that does not fit) refuses the model.
         Err(why) if free_sizes.iter().any(|size| mentions(&why, size)) => {
             let signature = declared_signature(&model, declared.outputs, map_keys)
                 .map_err(|e| LoadError(format!("cannot serve {origin}: {e}")))?;
-            Ok((
-                Loaded::PerShape {
+            Ok(Read {
+                loaded: Loaded::PerShape {
                     source: Source { model },
                     why,
                 },
                 signature,
-            ))
+                carried: declared.carried,
+            })
         }
         Err(why) => Err(LoadError(format!("tract cannot optimize {origin}: {why}"))),
     }
@@ -651,15 +679,34 @@ mod tests {
     #[test]
     fn a_model_loads_the_same_from_bytes_as_from_its_file() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("model.onnx");
-        let (_, from_file) = load(&path, &[]).unwrap();
+        let from_file = load(&path, &[]).unwrap();
         let bytes = std::fs::read(&path).unwrap();
-        let (_, from_bytes) = load_bytes(&bytes, "the bytes", &[]).unwrap();
-        assert_eq!(from_file, from_bytes);
+        let from_bytes = load_bytes(&bytes, "the bytes", &[]).unwrap();
+        assert_eq!(from_file.signature, from_bytes.signature);
+        assert_eq!(from_file.carried, from_bytes.carried);
 
         let error = load_bytes(b"not a model", "the junk", &[]).err().unwrap();
         assert!(
             error.0.starts_with("cannot read the ONNX model the junk: "),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn metadata_and_classifier_labels_are_read_from_the_file() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let read = load(&fixtures.join("images/classifier_nchw.onnx"), &[]).unwrap();
+        let keys: Vec<&str> = (read.carried.metadata.iter())
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(keys, ["names", "task", "imgsz"]);
+        assert_eq!(read.carried.metadata[1].1, "classify");
+        assert_eq!(read.carried.classifier_labels, None);
+
+        let read = load(&fixtures.join("tabular/logreg_multi_nozipmap.onnx"), &[]).unwrap();
+        assert_eq!(
+            read.carried.classifier_labels,
+            Some(ClassLabels::Int64(vec![0, 1, 2]))
         );
     }
 }

@@ -3,7 +3,8 @@
 //! gets 405 and an `Allow` header.
 //!
 //! A template is a path whose `{model}` segment matches any name: the route's handler finds
-//! it in `Request::params`. Every route with `{model}` also answers under
+//! it in `Request::params`. Routes are tried in the table's order, so a fixed path listed
+//! before a template (`/v2/models/stats` before `/v2/models/{model}`) takes its path. Every route with `{model}` also answers under
 //! `/versions/{version}` after the model's name, and TF-Serving's `:predict` verb after the
 //! last segment counts as a segment of its own (`/v1/models/{model}:predict`).
 
@@ -249,12 +250,13 @@ mod tests {
 
     const DOC: RouteDoc = RouteDoc::new("x", "x", "x", "X", "x");
 
-    static ROUTES: [Route<()>; 9] = [
+    static ROUTES: [Route<()>; 10] = [
         Route::get("/", nothing, DOC),
         Route::post("/predict", nothing, DOC),
         Route::get("/readyz", nothing, DOC),
         Route::get("/v2", nothing, DOC),
         Route::get("/v2/health/ready", nothing, DOC),
+        Route::get("/v2/models/stats", nothing, DOC),
         Route::get("/v2/models/{model}", nothing, DOC),
         Route::post("/v2/models/{model}/infer", nothing, DOC),
         Route::get("/v1/models/{model}/metadata", nothing, DOC),
@@ -328,6 +330,19 @@ mod tests {
         assert_eq!(params("/v2/models/a:b"), model("a:b", None));
         assert_eq!(params("/v1/models/a:b:predict"), model("a:b", None));
         assert_eq!(params("/v2/models/a%20b"), model("a b", None));
+    }
+
+    #[test]
+    fn a_fixed_path_before_a_template_takes_its_paths_first() {
+        // The table's order decides: `/v2/models/stats` is listed before `{model}`.
+        assert_eq!(template("/v2/models/stats"), "/v2/models/stats");
+        assert_eq!(params("/v2/models/stats"), Params::default());
+        assert_eq!(template("/v2/models/statz"), "/v2/models/{model}");
+        // Fixed paths have no versions: the versioned form is the template's.
+        assert_eq!(
+            params("/v2/models/stats/versions/2"),
+            model("stats", Some("2"))
+        );
     }
 
     #[test]

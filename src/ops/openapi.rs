@@ -125,12 +125,26 @@ pub struct Described<'a> {
     pub name: &'a str,
     pub version: &'a str,
     pub signature: &'a Signature,
+    /// When the model's classes have labels: the labelled output's index and the number of
+    /// classes. `/predict` answers then carry `"labels"`, and take `?top_k`.
+    pub classes: Option<(usize, usize)>,
+    /// When `/predict` takes an image body for the model's image input.
+    pub image: Option<ImageDoc<'a>>,
     /// An API key is required (on every route but the open ones).
     pub auth: bool,
     pub routes: Vec<Route>,
     /// Named on the page.
     pub tract_version: &'a str,
 }
+
+/// The model's image input, which `/predict` fills from a PNG or JPEG body.
+#[derive(Clone, Copy, Debug)]
+pub struct ImageDoc<'a> {
+    pub input: &'a str,
+}
+
+/// The schema that `/predict` takes (and that names the JSON body of the route).
+const PREDICT_REQUEST: &str = "PredictRequest";
 
 /// The two documents, ready to send.
 pub struct ApiDocs {
@@ -257,6 +271,16 @@ impl Described<'_> {
         if let Some(body) = self.request_body(doc) {
             operation["requestBody"] = body;
         }
+        if let (Some((_, classes)), Some(PREDICT_REQUEST)) = (self.classes, doc.takes) {
+            parameters.push(json!({
+                "name": "top_k", "in": "query", "required": false,
+                "description": format!(
+                    "How many of the {classes} classes each row of \"labels\" lists, best \
+                     first (default 5; more than {classes} lists them all)"
+                ),
+                "schema": {"type": "integer", "minimum": 1},
+            }));
+        }
         if doc.takes == Some(INFER_REQUEST) {
             parameters.push(json!({
                 "name": "Inference-Header-Content-Length", "in": "header", "required": false,
@@ -292,6 +316,20 @@ impl Described<'_> {
             content["application/octet-stream"] = json!({
                 "schema": {"type": "string", "format": "binary"},
             });
+        }
+        if let (Some(image), PREDICT_REQUEST) = (self.image, schema) {
+            let file = json!({
+                "type": "string", "format": "binary",
+                "description": format!("A PNG or JPEG image, for input '{}'", image.input),
+            });
+            content["image/png"] = json!({"schema": file});
+            content["image/jpeg"] = json!({"schema": file});
+            content["multipart/form-data"] = json!({"schema": {
+                "type": "object",
+                "description": "One file field (curl -F image=@cat.jpg); text fields are ignored",
+                "required": ["image"],
+                "properties": {"image": file},
+            }});
         }
         Some(json!({"required": true, "content": content}))
     }
@@ -340,7 +378,7 @@ impl Described<'_> {
         if doc.takes.is_some() {
             errors.extend(["400", "408", "413", "500"]);
         }
-        if doc.takes == Some(INFER_REQUEST) {
+        if doc.takes == Some(INFER_REQUEST) || doc.takes == Some(PREDICT_REQUEST) {
             errors.push("415");
         }
         if self.auth && !route.open {
@@ -385,8 +423,8 @@ impl Described<'_> {
                 "404": error("No such model or version on this server", None),
                 "405": error("The route does not take this method", Some(("Allow", "The methods it takes"))),
                 "408": error("The body did not arrive within --read-timeout", None),
-                "413": error("The body is over --max-body", None),
-                "415": error("An unsupported Content-Encoding", None),
+                "413": error("The body is over --max-body, or an image over --max-image-pixels", None),
+                "415": error("An unsupported Content-Encoding, an image type other than PNG and JPEG, or an image for a model that takes none", None),
                 "500": error("The model failed", None),
                 "503": error(
                     "Not ready (loading or draining), or the queue is full",
@@ -418,14 +456,25 @@ impl Described<'_> {
             .outputs
             .iter()
             .map(|spec| {
+                // Asked for with "classification", a numeric output comes back as BYTES.
+                let (datatype, data) = match spec.datatype {
+                    DataType::Bytes | DataType::Bool => (
+                        json!({"const": spec.datatype.name()}),
+                        element(spec.datatype, Side::Output),
+                    ),
+                    other => (
+                        json!({"enum": [other.name(), "BYTES"]}),
+                        json!({"anyOf": [element(other, Side::Output), {"type": "string", "description": "classification: score:index:label"}]}),
+                    ),
+                };
                 json!({
                     "type": "object",
                     "required": ["name", "datatype", "shape"],
                     "properties": {
                         "name": {"const": spec.name},
-                        "datatype": {"const": spec.datatype.name()},
+                        "datatype": datatype,
                         "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-                        "data": {"type": "array", "items": element(spec.datatype, Side::Output)},
+                        "data": {"type": "array", "items": data},
                         "parameters": {
                             "type": "object",
                             "properties": {"binary_data_size": {"type": "integer", "minimum": 0}},
@@ -467,12 +516,7 @@ impl Described<'_> {
                 "required": ["inputs"],
                 "properties": {"inputs": named_tensors(&signature.inputs, Side::Input)},
             },
-            "PredictResponse": {
-                "type": "object",
-                "required": ["outputs"],
-                "properties": {"outputs": named_tensors(&signature.outputs, Side::Output)},
-                "additionalProperties": false,
-            },
+            "PredictResponse": self.predict_response(),
             "InferRequest": self.infer_request(),
             "InferResponse": {
                 "type": "object",
@@ -484,6 +528,7 @@ impl Described<'_> {
                     "outputs": {"type": "array", "items": {"anyOf": outputs}},
                 },
             },
+            "V2ModelStats": model_stats(),
             "V1PredictRequest": self.v1_request(),
             "V1PredictResponse": self.v1_response(),
             "V2ServerMetadata": {
@@ -632,7 +677,10 @@ impl Described<'_> {
                                 "type": ["object", "null"],
                                 "properties": {
                                     "binary_data": {"type": ["boolean", "null"]},
-                                    "classification": {"type": ["integer", "null"], "minimum": 0, "maximum": 0},
+                                    "classification": {
+                                        "description": "Triton's classification extension: answer the k best classes of each batch row as BYTES \"score:index:label\", best first (0: the output itself)",
+                                        "type": ["integer", "null"], "minimum": 0,
+                                    },
                                 },
                             },
                         },
@@ -640,6 +688,49 @@ impl Described<'_> {
                 },
             },
         })
+    }
+
+    /// `{"outputs": Y}`, and `"labels"` when the model's classes have labels.
+    fn predict_response(&self) -> Value {
+        let mut response = json!({
+            "type": "object",
+            "required": ["outputs"],
+            "properties": {"outputs": named_tensors(&self.signature.outputs, Side::Output)},
+            "additionalProperties": false,
+        });
+        if let Some((output, classes)) = self.classes {
+            let spec = &self.signature.outputs[output];
+            let score = match spec.datatype {
+                DataType::Fp16 | DataType::Fp32 | DataType::Fp64 => {
+                    element(spec.datatype, Side::Output)
+                }
+                _ => json!({"type": "integer"}),
+            };
+            response["required"] = json!(["outputs", "labels"]);
+            response["properties"]["labels"] = json!({
+                "description": format!(
+                    "For each row of output '{}', its top_k best classes of {classes}, best first",
+                    spec.name
+                ),
+                "type": "array",
+                "items": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": classes,
+                    "items": {
+                        "type": "object",
+                        "required": ["label", "index", "score"],
+                        "properties": {
+                            "label": {"type": "string"},
+                            "index": {"type": "integer", "minimum": 0, "maximum": classes - 1},
+                            "score": score,
+                        },
+                        "additionalProperties": false,
+                    },
+                },
+            });
+        }
+        response
     }
 
     /// `instances` (one row per batch item) or `inputs` (as `/predict` takes them).
@@ -769,9 +860,63 @@ impl Described<'_> {
             "inputs": describe(&self.signature.inputs),
             "outputs": describe(&self.signature.outputs),
             "routes": routes,
+            "image": self.image.map(|i| i.input),
+            "labels": self.classes.map(|(output, classes)| json!({
+                "output": self.signature.outputs[output].name,
+                "classes": classes,
+            })),
         });
         PAGE.replacen(PAGE_DATA, &script_json(&data), 1)
     }
+}
+
+/// Triton's statistics (`api/v2/stats.rs`): every number an unsigned integer.
+fn model_stats() -> Value {
+    let duration = json!({
+        "type": "object",
+        "required": ["count", "ns"],
+        "properties": {
+            "count": {"type": "integer", "minimum": 0},
+            "ns": {"type": "integer", "minimum": 0},
+        },
+    });
+    let steps = [
+        "success",
+        "fail",
+        "queue",
+        "compute_input",
+        "compute_infer",
+        "compute_output",
+    ];
+    let inference_stats: Map<String, Value> = steps
+        .iter()
+        .chain(&["cache_hit", "cache_miss"])
+        .map(|step| (step.to_string(), duration.clone()))
+        .collect();
+    json!({
+        "type": "object",
+        "required": ["model_stats"],
+        "properties": {"model_stats": {"type": "array", "items": {
+            "type": "object",
+            "required": ["name", "version", "last_inference", "inference_count",
+                         "execution_count", "inference_stats"],
+            "properties": {
+                "name": {"type": "string"},
+                "version": {"type": "string"},
+                "last_inference": {"description": "Milliseconds since the Unix epoch; 0 before any", "type": "integer", "minimum": 0},
+                "inference_count": {"description": "Rows predicted", "type": "integer", "minimum": 0},
+                "execution_count": {"description": "Runs of the model", "type": "integer", "minimum": 0},
+                "inference_stats": {
+                    "type": "object",
+                    "required": steps,
+                    "properties": inference_stats,
+                },
+                "response_stats": {"type": "object"},
+                "batch_stats": {"type": "array"},
+                "memory_usage": {"type": "array"},
+            },
+        }}},
+    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1003,6 +1148,8 @@ mod tests {
             name: "digits",
             version: "1",
             signature,
+            classes: None,
+            image: None,
             auth: true,
             routes: vec![
                 route("post", "/predict", false, &PREDICT),
@@ -1082,6 +1229,41 @@ mod tests {
         let rows = example["inputs"].as_array().unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].as_array().unwrap().len(), 64);
+    }
+
+    #[test]
+    fn images_and_labels_add_media_types_top_k_and_labels() {
+        let signature = digits();
+        let mut described = described(&signature);
+        let plain = described.document();
+        let predict = &plain["paths"]["/predict"]["post"];
+        assert!(predict["requestBody"]["content"].get("image/png").is_none());
+        assert!(predict.get("parameters").is_none());
+        assert!(
+            plain["components"]["schemas"]["PredictResponse"]["properties"]
+                .get("labels")
+                .is_none()
+        );
+
+        described.classes = Some((0, 10));
+        described.image = Some(ImageDoc { input: "input" });
+        let document = described.document();
+        let predict = &document["paths"]["/predict"]["post"];
+        let content = &predict["requestBody"]["content"];
+        for media in [
+            "application/json",
+            "image/png",
+            "image/jpeg",
+            "multipart/form-data",
+        ] {
+            assert!(content.get(media).is_some(), "{media}");
+        }
+        assert_eq!(predict["parameters"][0]["name"], "top_k");
+        assert!(predict["responses"].get("415").is_some());
+        let response = &document["components"]["schemas"]["PredictResponse"];
+        assert_eq!(response["required"], json!(["outputs", "labels"]));
+        let class = &response["properties"]["labels"]["items"]["items"];
+        assert_eq!(class["properties"]["index"]["maximum"], 9);
     }
 
     #[test]

@@ -158,7 +158,8 @@ def test_triton_health_and_metadata(servers):
     assert not client.is_model_ready("nope")
     assert not client.is_model_ready("digits", "2")
     metadata = client.get_server_metadata()
-    assert "binary_tensor_data" in metadata["extensions"], metadata
+    for extension in ("binary_tensor_data", "classification", "statistics"):
+        assert extension in metadata["extensions"], metadata
     model = client.get_model_metadata("digits")
     assert model["name"] == "digits" and model["versions"] == ["1"], model
     assert model["inputs"][0]["shape"] == [-1, 64], model
@@ -216,6 +217,55 @@ def test_triton_chosen_outputs(servers):
     assert [o["name"] for o in result.get_response()["outputs"]] == ["product"]
     expected = onnxruntime_outputs("two_io", {"a": a, "b": b})
     assert_close(result.as_numpy("product"), expected["product"], "triton product")
+
+
+def test_triton_classification(servers):
+    """tritonclient's class_count asks for Triton's classification extension: the k best
+    classes of each row as "score:index" (the digits model has no labels)."""
+    client = triton.InferenceServerClient(servers["digits"].address)
+    x, expected = digits_reference()
+    infer_input = triton.InferInput("input", list(x[:4].shape), "FP32")
+    infer_input.set_data_from_numpy(x[:4])
+    for binary in (True, False):
+        wanted = triton.InferRequestedOutput("probabilities", binary_data=binary, class_count=3)
+        result = client.infer("digits", [infer_input], outputs=[wanted])
+        classes = result.as_numpy("probabilities")
+        assert classes.shape == (4, 3), classes.shape
+        for row, scores in zip(classes, expected[:4]):
+            # Binary BYTES come back as bytes, JSON ones as str.
+            parsed = [(c.decode() if isinstance(c, bytes) else c).split(":") for c in row]
+            assert [int(index) for _, index in parsed] == list(np.argsort(-scores, kind="stable")[:3])
+            for score, index in parsed:
+                assert abs(float(score) - scores[int(index)]) < 1e-5, (score, scores[int(index)])
+
+
+def test_triton_statistics(servers):
+    """get_inference_statistics reads Triton's statistics extension; its counters move by
+    exactly the inferences sent."""
+    client = triton.InferenceServerClient(servers["digits"].address)
+
+    def digits_stats(**kwargs):
+        (stats,) = client.get_inference_statistics(**kwargs)["model_stats"]
+        assert stats["name"] == "digits" and stats["version"] == "1", stats
+        return stats
+
+    before = digits_stats(model_name="digits")
+    x, _ = digits_reference()
+    for binary in (True, False):
+        triton_digits(client, x[:5], binary)
+    after = digits_stats(model_name="digits")
+    # Every form of the route reads the same counters (reading them counts nothing).
+    assert digits_stats() == after
+    assert digits_stats(model_name="digits", model_version="1") == after
+    assert after["inference_count"] - before["inference_count"] == 10, (before, after)
+    assert after["execution_count"] - before["execution_count"] == 2, (before, after)
+    steps = ("success", "queue", "compute_input", "compute_infer", "compute_output")
+    for step in steps:
+        moved = after["inference_stats"][step]["count"] - before["inference_stats"][step]["count"]
+        assert moved == 2, (step, before, after)
+        assert after["inference_stats"][step]["ns"] > before["inference_stats"][step]["ns"], step
+    assert after["inference_stats"]["fail"] == before["inference_stats"]["fail"]
+    assert after["last_inference"] >= max(before["last_inference"], 1), (before, after)
 
 
 # --- kserve SDK, REST, V2 and V1 ------------------------------------------------------

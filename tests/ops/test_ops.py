@@ -8,7 +8,8 @@ Starts target/release/onnx-serve (or $ONNX_SERVE_BIN) on free loopback ports and
   fuzz      schemathesis against the live server, a fixed number of examples per operation:
             no 5xx, every status, content type, header and body as the document says
   docs      GET /docs in headless Chromium: the form sends a prediction, the rendered answer
-            is checked, nothing outside the server is loaded; a screenshot is saved
+            is checked, nothing outside the server is loaded; a screenshot is saved; for an
+            image classifier, the file picker sends a PNG and the top labels are shown
 
 Run it after `cargo build` (or `cargo test`), with the packages of requirements.txt and a
 `chromium` on the PATH (.ci/run installs both):
@@ -39,7 +40,13 @@ MODELS = {
     "digits": REPO / "model.onnx",
     "dtypes": REPO / "tests/fixtures/models/dtypes.onnx",
     "two_io": REPO / "tests/fixtures/models/two_io.onnx",
+    # An image classifier of any image size (served with LABELS): /predict takes images and
+    # answers top-k labels. Its free sizes keep generated bodies small (a fixed 3x32x32
+    # input makes schemathesis generate 3072 numbers per example, for many minutes).
+    "classifier": REPO / "tests/fixtures/images/classifier_free.onnx",
 }
+IMAGE = REPO / "tests/fixtures/images/rgb.png"
+LABELS = ["--labels", str(REPO / "tests/fixtures/images/labels.txt")]
 
 
 class Server:
@@ -77,7 +84,7 @@ class Server:
     def request(self, method, path, body=None, headers=None):
         request = urllib.request.Request(self.url + path, data=body, method=method,
                                          headers=headers or {})
-        if body is not None:
+        if body is not None and not request.has_header("Content-type"):
             request.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(request, timeout=30) as reply:
@@ -202,16 +209,21 @@ def test_metrics():
 def test_openapi():
     from openapi_spec_validator import validate
 
-    cases = [("digits", []), ("dtypes", []), ("two_io", []), ("digits", ["--api-key", KEY])]
+    cases = [("digits", []), ("dtypes", []), ("two_io", []), ("classifier", LABELS),
+             ("digits", ["--api-key", KEY])]
     for model, args in cases:
         with Server(model, *args) as server:
-            headers = {"Authorization": f"Bearer {KEY}"} if args else {}
+            headers = {"Authorization": f"Bearer {KEY}"} if "--api-key" in args else {}
             status, head, body = server.request("GET", "/openapi.json", headers=headers)
             assert status == 200, (status, body)
             document = json.loads(body)
             assert document["openapi"] == "3.1.0"
             validate(document)
-            assert ("security" in document) == bool(args)
+            assert ("security" in document) == ("--api-key" in args)
+            predict = document["paths"]["/predict"]["post"]
+            media = set(predict["requestBody"]["content"])
+            images = {"image/png", "image/jpeg", "multipart/form-data"}
+            assert (images <= media) == (model == "classifier"), media
             print(f"openapi: {model} {' '.join(args)}: valid OpenAPI {document['openapi']}, "
                   f"{len(document['paths'])} paths")
 
@@ -238,6 +250,8 @@ TOOL_CRASH = "SystemError: AST constructor recursion depth mismatch"
 FUZZ_RUNS = [
     ("digits", [], 20, "examples,coverage,fuzzing"),
     ("dtypes", [], 10, "examples,coverage,fuzzing"),
+    # Image bodies (random bytes as PNG, JPEG and form files), top_k, classification.
+    ("classifier", LABELS, 10, "examples,coverage,fuzzing"),
     ("digits", ["--api-key", KEY], 5, "examples,fuzzing"),
 ]
 
@@ -246,19 +260,20 @@ def test_fuzz():
     OUT.mkdir(parents=True, exist_ok=True)
     schemathesis = Path(sys.executable).parent / "schemathesis"
     for model, args, examples, phases in FUZZ_RUNS:
-        label = f"{model}{' with --api-key' if args else ''}"
+        key = "--api-key" in args
+        label = f"{model}{' with --api-key' if key else ''}"
         with Server(model, *args) as server:
-            report = OUT / f"schemathesis-{model}{'-key' if args else ''}.xml"
+            report = OUT / f"schemathesis-{model}{'-key' if key else ''}.xml"
             command = [
                 str(schemathesis), "run", f"{server.url}/openapi.json",
                 "--checks", "all",
-                "--exclude-checks", NOT_APPLICABLE + ("" if args else ",ignored_auth"),
+                "--exclude-checks", NOT_APPLICABLE + ("" if key else ",ignored_auth"),
                 "--max-examples", str(examples), "--seed", "4",
                 "--workers", "1", "--request-timeout", "30",
                 "--phases", phases, "--suppress-health-check", "all",
                 "--report", "junit", "--report-junit-path", str(report),
             ]
-            if args:
+            if key:
                 command += ["--header", f"Authorization: Bearer {KEY}"]
             started = time.monotonic()
             # Run from the output directory, where schemathesis keeps its cache.
@@ -380,7 +395,7 @@ def test_docs():
             rows = browser.evaluate("document.querySelectorAll('#signature tbody tr').length")
             assert rows == 2, rows
             routes = browser.evaluate("document.querySelectorAll('#routes tbody tr').length")
-            assert routes == 17, routes
+            assert routes == 19, routes
             # No --api-key: no key field.
             assert browser.evaluate(
                 "getComputedStyle(document.getElementById('key-row')).display") == "none"
@@ -429,7 +444,55 @@ def test_docs():
           f"{len(urls)} requests, all to the server; screenshot {OUT / 'docs.png'}")
 
 
-TESTS = {"metrics": test_metrics, "openapi": test_openapi, "fuzz": test_fuzz, "docs": test_docs}
+def test_docs_image():
+    """The image picker of /docs for an image classifier: a PNG chosen, sent, and the top
+    labels shown as the server answers them."""
+    with Server("classifier", *LABELS) as server:
+        browser = Browser()
+        try:
+            for domain in ("Page", "Runtime", "Network", "Log", "DOM"):
+                browser.call(f"{domain}.enable")
+            browser.call("Page.navigate", url=f"{server.url}/docs")
+            browser.wait_event("Page.loadEventFired")
+            assert browser.evaluate(
+                "document.getElementById('image-form').hidden") is False
+            root = browser.call("DOM.getDocument")["root"]["nodeId"]
+            picker = browser.call("DOM.querySelector", nodeId=root, selector="#image-file")
+            browser.call("DOM.setFileInputFiles", files=[str(IMAGE)], nodeId=picker["nodeId"])
+            browser.wait_for("!document.getElementById('send-image').disabled")
+            browser.wait_for("document.getElementById('preview').src.startsWith('data:image/png')")
+            browser.evaluate("document.getElementById('top-k').value = '3'")
+            browser.evaluate("document.getElementById('send-image').click()")
+            browser.wait_for("document.body.dataset.answered === '1'")
+            status_text = browser.evaluate("document.getElementById('status').textContent")
+            shown = browser.evaluate(
+                "[...document.querySelectorAll('.label-row')].map((r) => "
+                "[r.cells[0].textContent, Number(r.cells[1].textContent), Number(r.cells[2].textContent)])")
+            screenshot = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+            (OUT / "docs-image.png").write_bytes(base64.b64decode(screenshot["data"]))
+
+            status, _, direct = server.request("POST", "/predict?top_k=3", IMAGE.read_bytes(),
+                                               headers={"Content-Type": "image/png"})
+            assert status == 200 and status_text.startswith("200 OK"), (status, status_text)
+            labels = json.loads(direct)["labels"][0]
+            assert [(c["label"], c["index"]) for c in labels] == [(l, i) for l, i, _ in shown], shown
+            for (_, _, score), c in zip(shown, labels):
+                assert abs(score - c["score"]) < 1e-3, (score, c)
+
+            urls = [e["params"]["request"]["url"] for e in browser.events
+                    if e.get("method") == "Network.requestWillBeSent"]
+            assert all(u.startswith(server.url) or u.startswith("data:") for u in urls), urls
+            errors = [e["params"]["entry"] for e in browser.events
+                      if e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"]
+            assert not errors, errors
+        finally:
+            browser.close()
+    print(f"docs: the image picker sent {IMAGE.name} and showed {shown[0][0]!r} first "
+          f"(score {shown[0][2]}); screenshot {OUT / 'docs-image.png'}")
+
+
+TESTS = {"metrics": test_metrics, "openapi": test_openapi, "fuzz": test_fuzz, "docs": test_docs,
+         "docs_image": test_docs_image}
 
 
 def main():

@@ -12,10 +12,16 @@
 //!
 //! The response is JSON, or a JSON header followed by the raw data of the outputs asked
 //! for in binary (`binary_data` per output, `binary_data_output` for all).
+//!
+//! Triton's classification extension: an output asked for with `"parameters":
+//! {"classification": k}` is answered as BYTES, the k best classes of each batch row as
+//! `"score:index:label"` (`"score:index"` without a label), best first: `[batch, k]` for a
+//! model with a batch dimension, else `[k]` for the whole output, as Triton does.
 
 use crate::api::decode_json;
 use crate::http::{ApiError, Body, Request, Response, clip};
 use crate::tensor::json::{TensorSeed, write_flat, write_json_string};
+use crate::tensor::labels::{Labels, triton_classification};
 use crate::tensor::{
     DataType, Dim, Signature, Tensor, TensorData, TensorSpec, binary, element_count, format_shape,
 };
@@ -58,11 +64,13 @@ pub struct InferRequest {
     pub outputs: Vec<OutputChoice>,
 }
 
-/// One output to answer with, and whether as binary data.
+/// One output to answer with, whether as binary data, and whether as its k best classes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutputChoice {
     pub index: usize,
     pub binary: bool,
+    /// The classification extension's k; `None` for the output itself.
+    pub classification: Option<usize>,
 }
 
 /// Decodes a request body; `header_length` is its `Inference-Header-Content-Length`.
@@ -437,9 +445,16 @@ fn choose_outputs(signature: &Signature, header: &Header) -> Result<Vec<OutputCh
             )));
         }
         let parameters = output.parameters.as_ref();
-        if parameters.and_then(|p| p.classification).unwrap_or(0) > 0 {
+        // 0 asks for no classification, as in Triton.
+        let classification = parameters
+            .and_then(|p| p.classification)
+            .filter(|&k| k > 0)
+            .map(|k| usize::try_from(k).unwrap_or(usize::MAX));
+        let datatype = signature.outputs[index].datatype;
+        if classification.is_some() && matches!(datatype, DataType::Bytes | DataType::Bool) {
             return Err(ApiError::bad_request(format!(
-                "output '{}': the classification extension is not supported",
+                "output '{}' is {datatype}: it has no scores to rank classes by \
+                 (classification)",
                 output.name
             )));
         }
@@ -447,6 +462,7 @@ fn choose_outputs(signature: &Signature, header: &Header) -> Result<Vec<OutputCh
         chosen.push(OutputChoice {
             index,
             binary: binary.unwrap_or(header.binary_output),
+            classification,
         });
     }
     Ok(chosen)
@@ -454,8 +470,33 @@ fn choose_outputs(signature: &Signature, header: &Header) -> Result<Vec<OutputCh
 
 fn all_outputs(signature: &Signature, binary: bool) -> Vec<OutputChoice> {
     (0..signature.outputs.len())
-        .map(|index| OutputChoice { index, binary })
+        .map(|index| OutputChoice {
+            index,
+            binary,
+            classification: None,
+        })
         .collect()
+}
+
+/// Replaces each output asked for with `classification` by its k best classes (Triton's
+/// strings). `labels` gives the labels of an output, if it has any; `batched` says whether
+/// the first dimension is the batch (Triton's `max_batch_size` > 0).
+pub fn classify<'l>(
+    outputs: &mut [Tensor],
+    chosen: &[OutputChoice],
+    labels: impl Fn(usize) -> Option<&'l Labels>,
+    batched: bool,
+) -> Result<(), ApiError> {
+    for choice in chosen {
+        let Some(k) = choice.classification else {
+            continue;
+        };
+        // Each output is chosen at most once (`choose_outputs`).
+        let output = &mut outputs[choice.index];
+        *output = triton_classification(output, k, batched, labels(choice.index))
+            .map_err(|e| ApiError::internal(format!("cannot classify an output: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Turns the inputs as sent into tensors in the model's order: the data from JSON or from

@@ -6,6 +6,7 @@
 
 mod array_feature_extractor;
 mod binarizer;
+mod classifier_labels;
 mod feature_vectorizer;
 mod imputer;
 mod label_encoder;
@@ -22,6 +23,7 @@ mod zip_map;
 
 use tract_onnx::model::OnnxOpRegister;
 
+pub use classifier_labels::classifier_labels;
 pub use unservable::refusal;
 pub use zip_map::output_map_keys;
 

@@ -87,16 +87,20 @@ impl Labels {
     }
 }
 
-/// Which output the labels name: the one whose last dimension is the number of classes.
-/// `name` picks one explicitly (and is checked); otherwise exactly one output must fit.
+/// Which output the labels name: the one whose last dimension is the number of classes,
+/// or whose last dimension before trailing 1s is (`[1, 1000, 1, 1]`, as classifiers that
+/// end in a convolution leave it: SqueezeNet). `name` picks one explicitly (and is
+/// checked); otherwise exactly one output must fit.
 pub fn classification_output(
     outputs: &[TensorSpec],
     classes: usize,
     name: Option<&str>,
 ) -> Result<usize, String> {
     let fits = |spec: &TensorSpec| {
+        let class_dim = spec.shape.iter().rev().find(|d| **d != Dim::Fixed(1));
         !matches!(spec.datatype, DataType::Bytes | DataType::Bool)
-            && spec.shape.last() == Some(&Dim::Fixed(classes))
+            && (spec.shape.last() == Some(&Dim::Fixed(classes))
+                || class_dim == Some(&Dim::Fixed(classes)))
     };
     if let Some(name) = name {
         let index = outputs.iter().position(|s| s.name == name).ok_or_else(|| {
@@ -224,5 +228,23 @@ mod tests {
             "outputs 'a' and 'b' both end in 3 numbers: name the one the labels are for"
         );
         assert_eq!(classification_output(&two, 3, Some("b")), Ok(1));
+    }
+
+    #[test]
+    fn trailing_ones_after_the_classes_are_looked_past() {
+        let one = || Dim::Fixed(1);
+        let squeezenet = [spec(
+            "softmaxout_1",
+            DataType::Fp32,
+            &[one(), Dim::Fixed(1000), one(), one()],
+        )];
+        assert_eq!(classification_output(&squeezenet, 1000, None), Ok(0));
+        assert!(classification_output(&squeezenet, 1, None).is_ok());
+        let single_score = [spec(
+            "p",
+            DataType::Fp32,
+            &[Dim::Symbolic("n".into()), one()],
+        )];
+        assert_eq!(classification_output(&single_score, 1, None), Ok(0));
     }
 }
