@@ -17,7 +17,7 @@ fi
 export RUSTC_BOOTSTRAP=1
 # One cargo invocation builds all three targets (tract is compiled once for them).
 cargo fuzz build --sanitizer none
-for target in json_tensor binary_v2 routes; do
+for target in json_tensor binary_v2 routes image_body; do
     mkdir -p "corpus/$target"
     # Seeds: the committed regression inputs (if any) and a few valid requests.
     if [ -d "regressions/$target" ]; then
