@@ -46,7 +46,12 @@ fn pipeline(choice: u8) -> ImagePipeline {
     let shape = if choice & 0x01 != 0 {
         vec![Dim::Fixed(1), side(24), side(32), Dim::Fixed(channels)]
     } else {
-        vec![Dim::Symbolic("batch".into()), Dim::Fixed(channels), side(24), side(32)]
+        vec![
+            Dim::Symbolic("batch".into()),
+            Dim::Fixed(channels),
+            side(24),
+            side(32),
+        ]
     };
     let datatype = match (choice >> 3) & 0b11 {
         0 => DataType::Fp32,

@@ -12,7 +12,11 @@ pub fn signature(data: &[u8]) -> Option<(Signature, &[u8])> {
     let dims = (0..rank)
         .map(|d| {
             if shape & (0b100 << d) != 0 {
-                Dim::Symbolic(if d == 0 { "batch".into() } else { format!("d{d}") })
+                Dim::Symbolic(if d == 0 {
+                    "batch".into()
+                } else {
+                    format!("d{d}")
+                })
             } else {
                 Dim::Fixed(1 + d * 2)
             }
