@@ -151,6 +151,16 @@ impl Builder {
         };
         if self.wait_ready {
             server.wait_until_ready(Duration::from_secs(30));
+            // /readyz can answer 200 before this side has read the start-up lines from the
+            // pipe; tests read them, so wait for the last one ("ready", text or JSON).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                let log = server.log();
+                if log.contains("] ready") || log.contains("\"ready\"") {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
         }
         server
     }
