@@ -153,14 +153,9 @@ impl Builder {
             server.wait_until_ready(Duration::from_secs(30));
             // /readyz can answer 200 before this side has read the start-up lines from the
             // pipe; tests read them, so wait for the last one ("ready", text or JSON).
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                let log = server.log();
-                if log.contains("] ready") || log.contains("\"ready\"") {
-                    break;
-                }
-                thread::sleep(Duration::from_millis(5));
-            }
+            server.wait_until_logged(Duration::from_secs(10), |log| {
+                log.contains("] ready") || log.contains("\"ready\"")
+            });
         }
         server
     }
@@ -272,9 +267,14 @@ impl Server {
 
     /// Waits until the log contains `needle`.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        self.wait_until_logged(timeout, |log| log.contains(needle))
+    }
+
+    /// Waits until `found` holds of the log so far; false after `timeout`.
+    fn wait_until_logged(&self, timeout: Duration, found: impl Fn(&str) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if self.log().contains(needle) {
+            if found(&self.log()) {
                 return true;
             }
             thread::sleep(Duration::from_millis(10));
