@@ -19,6 +19,9 @@ pub mod http;
 pub mod ops;
 pub mod tensor;
 
+#[cfg(test)]
+mod test_rng;
+
 /// The text of a caught panic's payload.
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {

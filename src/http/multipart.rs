@@ -380,6 +380,7 @@ fn shorten(text: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::XorShift;
 
     const CT: &str = "multipart/form-data; boundary=XyZ";
 
@@ -553,36 +554,20 @@ DATA\r\n--XyZ--\r\nepilogue";
         assert!(boundary(&long).unwrap_err().len() < 400);
     }
 
-    /// A small deterministic generator, so the property test replays.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
-        /// Bytes that favour what confuses a parser: CR, LF, dashes, quotes, boundary text.
-        fn bytes(&mut self, boundary: &str, max: usize) -> Vec<u8> {
-            let len = self.below(max + 1);
-            let mut out = Vec::with_capacity(len);
-            while out.len() < len {
-                match self.below(8) {
-                    0 => out.extend_from_slice(b"\r\n"),
-                    1 => out.extend_from_slice(b"--"),
-                    2 => out.extend_from_slice(&boundary.as_bytes()[..self.below(boundary.len())]),
-                    3 => out.push(b'"'),
-                    _ => out.push(self.next() as u8),
-                }
+    /// Bytes that favour what confuses a parser: CR, LF, dashes, quotes, boundary text.
+    fn parser_bytes(rng: &mut XorShift, boundary: &str, max: usize) -> Vec<u8> {
+        let len = rng.below(max + 1);
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            match rng.below(8) {
+                0 => out.extend_from_slice(b"\r\n"),
+                1 => out.extend_from_slice(b"--"),
+                2 => out.extend_from_slice(&boundary.as_bytes()[..rng.below(boundary.len())]),
+                3 => out.push(b'"'),
+                _ => out.push(rng.next() as u8),
             }
-            out
         }
+        out
     }
 
     #[test]
@@ -597,7 +582,7 @@ DATA\r\n--XyZ--\r\nepilogue";
             let delimiter = format!("\r\n--{boundary}");
             let mut clean_bytes = |max| loop {
                 // RFC 2046: the sender picks a boundary that its content does not hold.
-                let data = rng.bytes(&boundary, max);
+                let data = parser_bytes(&mut rng, &boundary, max);
                 let framed = [b"\r\n", &data[..], b"\r\n"].concat();
                 if find(&framed, delimiter.as_bytes()).is_none() {
                     return data;
@@ -640,7 +625,7 @@ DATA\r\n--XyZ--\r\nepilogue";
                     }
                     _ => {
                         let i = rng.below(whole.len());
-                        let junk = rng.bytes(&boundary, 12);
+                        let junk = parser_bytes(&mut rng, &boundary, 12);
                         mutated.splice(i..i, junk);
                     }
                 }

@@ -2,6 +2,7 @@
 //! (tests/fixtures/make_images.py): PNG and the resize bit-exact, JPEG within a few levels.
 
 use super::*;
+use crate::test_rng::XorShift;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -149,22 +150,6 @@ fn decode_then_resize_stays_within_the_jpeg_tolerance() {
         let diff = max_difference(&ours, &read(format!("expected/{stem}.32x32.rgb")));
         let tolerance = if is_jpeg(&name) { JPEG_TOLERANCE } else { 0 };
         assert!(diff <= tolerance, "{name}: {diff}");
-    }
-}
-
-/// A small deterministic generator, so the corruption test needs no crate and replays.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
     }
 }
 
