@@ -78,13 +78,18 @@ fn float(v: &Value) -> f64 {
     }
 }
 
-fn tensor_of(json: &Value) -> Tensor {
-    let shape: Vec<usize> = json["shape"]
+/// A fixture tensor's shape.
+fn shape_of(json: &Value) -> Vec<usize> {
+    json["shape"]
         .as_array()
         .unwrap()
         .iter()
         .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
+        .collect()
+}
+
+fn tensor_of(json: &Value) -> Tensor {
+    let shape = shape_of(json);
     let values = json["data"].as_array().unwrap();
     let data = match json["datatype"].as_str().unwrap() {
         "FP32" => TensorData::Fp32(values.iter().map(|v| float(v) as f32).collect()),
@@ -382,12 +387,7 @@ fn strings_where_numbers_go_are_a_clear_error() {
 
 /// A fixture tensor as nested JSON lists following its shape.
 fn nested(json: &Value) -> Value {
-    let shape: Vec<usize> = json["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
+    let shape = shape_of(json);
     let flat = json["data"].as_array().unwrap();
     fn build(flat: &[Value], shape: &[usize]) -> Value {
         match shape.split_first() {
