@@ -15,7 +15,7 @@ if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
     cargo install cargo-fuzz --locked --version "$CARGO_FUZZ_VERSION"
 fi
 export RUSTC_BOOTSTRAP=1
-# One cargo invocation builds all three targets (tract is compiled once for them).
+# One cargo invocation builds every target (tract is compiled once for them).
 cargo fuzz build --sanitizer none
 for target in json_tensor binary_v2 routes image_body; do
     mkdir -p "corpus/$target"
